@@ -1,0 +1,103 @@
+"""The application factory: wires settings, database, schema check, routes and error handling.
+
+Start-up fails loudly, before serving a single request, when the configuration is unusable or
+the database schema is not the one this code expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+
+from communication_agent import __version__
+from communication_agent.api.deps import CurrentActor, get_current_actor
+from communication_agent.api.errors import install_error_handlers
+from communication_agent.api.middleware import RequestIdMiddleware
+from communication_agent.api.routes import activity, health, me, tickets
+from communication_agent.core.config import Settings
+from communication_agent.core.db import create_engine, create_sessionmaker
+from communication_agent.core.logging import configure_logging, get_logger, scrubber
+from communication_agent.core.migrations import ensure_schema
+
+log = get_logger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secret_key, generated = settings.resolved_secret_key()
+        scrubber.register(secret_key.get_secret_value())
+        scrubber.register(settings.database.password)
+        if generated:
+            log.warning(
+                "secret_key_generated",
+                path=str(settings.data_dir / "secret_key"),
+                hint="set COMMAGENT_SECRET_KEY to manage the key yourself",
+            )
+        engine = create_engine(settings.database, pool_size=settings.db_pool_size)
+        try:
+            status = await ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
+            app.state.settings = settings
+            app.state.secret_key = secret_key
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            log.info("started", database=settings.database_display, schema=status.head)
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Communication Agent",
+        version=__version__,
+        summary="Support email from ingestion to an approved, sent reply.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(_api_router())
+    app.include_router(_docs_router(app))
+    return app
+
+
+def _api_router() -> APIRouter:
+    # The router-level dependency is a safety net: a route added without its own auth
+    # dependency still refuses anonymous calls (and the route-enumerating test checks both).
+    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
+    for module in (me, tickets, activity):
+        router.include_router(module.router)
+    return router
+
+
+def _docs_router(app: FastAPI) -> APIRouter:
+    """The OpenAPI document and Swagger UI, behind authentication like everything else."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi(_actor: CurrentActor) -> dict[str, Any]:
+        return app.openapi()
+
+    @router.get("/docs")
+    async def docs(_actor: CurrentActor) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Communication Agent API")
+
+    return router
+
+
+def create_app_for_server() -> FastAPI:
+    """The factory `commagent serve` hands to uvicorn: each worker process configures logging."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

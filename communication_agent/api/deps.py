@@ -1,0 +1,65 @@
+"""Request dependencies as annotated types, so every route's signature shows its authorisation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from communication_agent.core.logging import scrubber
+from communication_agent.models.enums import Role
+from communication_agent.models.schemas.common import MAX_DB_INT
+from communication_agent.services.actors import Actor
+from communication_agent.services.auth import authenticate_token
+from communication_agent.services.errors import AuthenticationError, PermissionDeniedError
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token from `commagent tokens create EMAIL`.",
+)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def get_current_actor(
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Actor:
+    if credentials is None:
+        raise AuthenticationError(
+            "Authentication required: send `Authorization: Bearer <token>` "
+            "(create a token with `commagent tokens create EMAIL`)."
+        )
+    scrubber.register(credentials.credentials)
+    return await authenticate_token(session, credentials.credentials)
+
+
+CurrentActor = Annotated[Actor, Depends(get_current_actor)]
+
+
+def require_role(role: Role) -> Callable[[Actor], Coroutine[Any, Any, Actor]]:
+    async def check(actor: CurrentActor) -> Actor:
+        if actor.role is None or not actor.role.includes(role):
+            have = actor.role.value if actor.role else "no role"
+            raise PermissionDeniedError(
+                f"This needs the {role.value} role; you have {have}.",
+                required_role=role.value,
+            )
+        return actor
+
+    return check
+
+
+OperatorActor = Annotated[Actor, Depends(require_role(Role.OPERATOR))]
+AdminActor = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+
+TicketId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="The ticket's id.")]

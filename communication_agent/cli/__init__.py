@@ -1,0 +1,1 @@
+"""The `commagent` command line."""

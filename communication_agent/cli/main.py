@@ -1,0 +1,160 @@
+"""`commagent`: database, users, tokens and the server."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from communication_agent.cli.runtime import load_settings, run_on_engine, run_service
+from communication_agent.core import migrations
+from communication_agent.models import ApiToken, User
+from communication_agent.models.enums import Role
+from communication_agent.services import users
+from communication_agent.services.actors import Actor
+from communication_agent.services.auth import IssuedToken
+
+app = typer.Typer(help="Communication Agent: support email, triaged, drafted, human-approved.")
+db_app = typer.Typer(help="Database schema.")
+users_app = typer.Typer(help="People who operate the system.")
+tokens_app = typer.Typer(help="API tokens (sent as `Authorization: Bearer <token>`).")
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+CLI_ACTOR = Actor.system("cli")
+stdout = Console(soft_wrap=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest revision."""
+    settings = load_settings()
+    status = run_on_engine(settings, migrations.upgrade)
+    stdout.print(f"{settings.database_display}: {status.describe()}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the schema revision and whether it is current (exit 1 if not)."""
+    settings = load_settings()
+    status = run_on_engine(settings, migrations.schema_status)
+    stdout.print(f"{settings.database_display}: {status.describe()}")
+    if not status.is_current:
+        raise typer.Exit(code=1)
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    role: Annotated[Role, typer.Option(help="viewer, operator or admin.")] = Role.OPERATOR,
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+) -> None:
+    """Create a user. The password is read from stdin when piped, else prompted for."""
+    settings = load_settings()
+    password = _read_password()
+
+    async def create(session: AsyncSession) -> User:
+        return await users.create_user(
+            session, CLI_ACTOR, email=email, password=password, role=role, display_name=name
+        )
+
+    user = run_service(settings, create)
+    stdout.print(f"created {user.role} {user.email} (id {user.id})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List users."""
+    rows = run_service(load_settings(), users.list_users)
+    table = Table("id", "email", "name", "role", "active", "last login")
+    for user in rows:
+        last_login = user.last_login_at.isoformat() if user.last_login_at else "never"
+        active = "yes" if user.is_active else "no"
+        table.add_row(str(user.id), user.email, user.display_name, user.role, active, last_login)
+    stdout.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    email: str, name: Annotated[str, typer.Option(help="What the token is for.")] = ""
+) -> None:
+    """Issue an API token for a user and print it. It is shown this once only."""
+
+    async def issue(session: AsyncSession) -> IssuedToken:
+        return await users.issue_token(session, CLI_ACTOR, email=email, name=name)
+
+    issued = run_service(load_settings(), issue)
+    Console(stderr=True).print(
+        f"token {issued.token.id} for {email}: store it now, it cannot be shown again."
+    )
+    print(issued.plaintext)
+
+
+@tokens_app.command("list")
+def tokens_list(email: Annotated[str | None, typer.Argument()] = None) -> None:
+    """List API tokens (never their values), optionally of one user."""
+
+    async def list_them(session: AsyncSession) -> list[ApiToken]:
+        return list(await users.list_tokens(session, email))
+
+    table = Table("id", "user id", "name", "prefix", "created", "last used", "revoked")
+    for t in run_service(load_settings(), list_them):
+        table.add_row(
+            str(t.id),
+            str(t.user_id),
+            t.name,
+            t.prefix + "…",
+            t.created_at.isoformat(),
+            t.last_used_at.isoformat() if t.last_used_at else "never",
+            t.revoked_at.isoformat() if t.revoked_at else "",
+        )
+    stdout.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int) -> None:
+    """Revoke an API token; requests using it are refused from now on."""
+
+    async def revoke(session: AsyncSession) -> ApiToken:
+        return await users.revoke_token(session, CLI_ACTOR, token_id)
+
+    token = run_service(load_settings(), revoke)
+    stdout.print(f"token {token.id} revoked")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes.", min=1, max=64)] = 1,
+) -> None:
+    """Run the web application and API."""
+    settings = load_settings()
+
+    async def check(engine: AsyncEngine) -> migrations.SchemaStatus:
+        settings.resolved_secret_key()  # fail here, with the message, rather than in a worker
+        return await migrations.ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
+
+    run_on_engine(settings, check)
+    stdout.print(f"serving on http://{host}:{port}  (database: {settings.database_display})")
+    uvicorn.run(
+        "communication_agent.api.app:create_app_for_server",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+    )

@@ -1,0 +1,1 @@
+"""Configuration, database engine, schema management and logging."""

@@ -1,0 +1,121 @@
+"""One typed settings object, read from `COMMAGENT_*` environment variables and an optional `.env`.
+
+Secrets are `SecretStr` so that a stray `repr()` or log line never shows them. The secret key has
+one rule that depends on the database: the embedded SQLite default may generate and keep its own
+key in the data directory (with a warning), while a PostgreSQL deployment must be given one, because
+several processes must share it and a generated key would silently differ between them.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work; the message says which variable to fix and how."""
+
+
+class Settings(BaseSettings):
+    """Everything the application reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="COMMAGENT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"), description="Where SQLite and generated keys live."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means a SQLite file in the data directory."
+    )
+    secret_key: SecretStr | None = None
+    auto_migrate: bool | None = Field(
+        default=None,
+        description="Migrate the schema at start-up. Unset: yes on SQLite, no on PostgreSQL.",
+    )
+    log_level: str = "INFO"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    page_size_default: int = Field(default=50, ge=1, le=500)
+
+    @cached_property
+    def database(self) -> URL:
+        """The async SQLAlchemy URL, with plain `postgresql://` and `sqlite://` made async."""
+        if self.database_url is None:
+            return make_url(f"sqlite+aiosqlite:///{(self.data_dir / 'commagent.db').resolve()}")
+        return normalise_database_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database.get_backend_name() == "sqlite"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def database_display(self) -> str:
+        """The database URL with any password masked, safe for logs and error messages."""
+        return self.database.render_as_string(hide_password=True)
+
+    def resolved_secret_key(self) -> tuple[SecretStr, bool]:
+        """Return the secret key and whether it was just generated.
+
+        PostgreSQL deployments must configure the key; the embedded default keeps a generated
+        one in the data directory so that sessions and encrypted credentials survive restarts.
+        """
+        if self.secret_key is not None:
+            if len(self.secret_key.get_secret_value()) < MIN_SECRET_KEY_LENGTH:
+                raise ConfigurationError(
+                    f"COMMAGENT_SECRET_KEY is too short: use at least {MIN_SECRET_KEY_LENGTH} "
+                    "characters, e.g. the output of "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+                )
+            return self.secret_key, False
+        if not self.is_sqlite:
+            raise ConfigurationError(
+                "COMMAGENT_SECRET_KEY is not set. It is required with PostgreSQL so that every "
+                "process shares the same key; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
+        return _load_or_generate_key(self.data_dir / SECRET_KEY_FILE)
+
+
+def normalise_database_url(raw: str) -> URL:
+    """Accept the URL forms people paste (`postgres://`, `postgresql://`, `sqlite:///`)."""
+    try:
+        url = make_url(raw)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with the URL in the message
+        raise ConfigurationError(
+            "COMMAGENT_DATABASE_URL is not a valid database URL; expected e.g. "
+            "postgresql://user:password@host:5432/dbname or sqlite:///path/to/file.db"
+        ) from exc
+    backend = url.get_backend_name()
+    if backend in {"postgres", "postgresql"}:
+        return url.set(drivername="postgresql+asyncpg")
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    raise ConfigurationError(
+        f"COMMAGENT_DATABASE_URL uses the unsupported backend {backend!r}; "
+        "use postgresql:// or sqlite://."
+    )
+
+
+def _load_or_generate_key(path: Path) -> tuple[SecretStr, bool]:
+    if path.exists():
+        return SecretStr(path.read_text(encoding="utf-8").strip()), False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n", encoding="utf-8")
+    return SecretStr(key), True

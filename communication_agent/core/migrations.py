@@ -1,0 +1,87 @@
+"""Schema management: upgrade to the newest revision and tell whether a database is current.
+
+The application refuses to serve a schema it does not know (see `ensure_schema`), because running
+new code on an old schema fails later and more confusingly, in the middle of a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+UPGRADE_COMMAND = "commagent db upgrade"
+
+
+class SchemaNotCurrentError(Exception):
+    """The database schema is missing or older (or newer) than this code expects."""
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    current: str | None
+    head: str
+
+    @property
+    def is_current(self) -> bool:
+        return self.current == self.head
+
+    def describe(self) -> str:
+        if self.is_current:
+            return f"schema is current (revision {self.head})"
+        if self.current is None:
+            return f"database has no schema yet; run `{UPGRADE_COMMAND}` to create it"
+        return (
+            f"database schema is at revision {self.current} but this version of commagent "
+            f"needs {self.head}; run `{UPGRADE_COMMAND}`"
+        )
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations found in the package")
+    return head
+
+
+async def schema_status(engine: AsyncEngine) -> SchemaStatus:
+    def _current(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
+    async with engine.connect() as connection:
+        current = await connection.run_sync(_current)
+    return SchemaStatus(current=current, head=head_revision())
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
+    def _upgrade(connection: Connection) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(_upgrade)
+    return await schema_status(engine)
+
+
+async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> SchemaStatus:
+    """Migrate when allowed, otherwise raise `SchemaNotCurrentError` naming the command to run."""
+    status = await schema_status(engine)
+    if status.is_current:
+        return status
+    if auto_migrate:
+        return await upgrade(engine)
+    raise SchemaNotCurrentError(status.describe())

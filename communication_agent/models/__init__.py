@@ -1,0 +1,24 @@
+"""SQLAlchemy entities (storage) and, under `schemas/`, Pydantic schemas (the API contract).
+
+Importing this package registers every entity on `Base.metadata`, which Alembic compares against.
+"""
+
+from communication_agent.models.activity import ActivityEntry
+from communication_agent.models.base import Base
+from communication_agent.models.mail import Contact, Mailbox, Message
+from communication_agent.models.tickets import Draft, Note, Ticket, TriageResult
+from communication_agent.models.users import ApiToken, User
+
+__all__ = [
+    "ActivityEntry",
+    "ApiToken",
+    "Base",
+    "Contact",
+    "Draft",
+    "Mailbox",
+    "Message",
+    "Note",
+    "Ticket",
+    "TriageResult",
+    "User",
+]

@@ -1,0 +1,1 @@
+"""Pydantic schemas: the API contract, kept apart from the storage entities."""

@@ -1,0 +1,43 @@
+"""Shapes shared by every endpoint: errors and pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+MAX_DB_INT = 2_147_483_647
+# Ids and versions are 32-bit integers in the database; bounding them here turns an absurd value
+# into a 422 that says so, instead of a driver overflow error.
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
+
+
+class Schema(BaseModel):
+    """Base for response schemas built from entities (`Schema.model_validate(entity)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+class RequestSchema(BaseModel):
+    """Base for request bodies: unknown fields are refused, so a typo is an error, not a no-op."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable error name, e.g. `stale_version`.")
+    message: str = Field(description="What went wrong and what to do about it, for humans.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class PageOf(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )

@@ -1,0 +1,64 @@
+"""Writing and reading the append-only activity log.
+
+`record` only adds the entry to the caller's session: the entry commits (or rolls back) together
+with the change it describes, which is what makes the log trustworthy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from communication_agent.models import ActivityEntry
+from communication_agent.services.actors import Actor
+from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
+
+
+def record(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    *,
+    ticket_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> ActivityEntry:
+    entry = ActivityEntry(
+        ticket_id=ticket_id,
+        actor_type=actor.type.value,
+        actor_user_id=actor.user_id,
+        actor_token_id=actor.token_id,
+        actor_name=actor.name,
+        action=action,
+        details=details or {},
+    )
+    session.add(entry)
+    return entry
+
+
+async def list_activity(
+    session: AsyncSession,
+    *,
+    ticket_id: int | None = None,
+    action: str | None = None,
+    actor_user_id: int | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[ActivityEntry]:
+    """Newest first. The cursor is the last id seen, so pages never repeat or skip entries even
+    while new ones are being written."""
+    query: Select[ActivityEntry] = select(ActivityEntry).order_by(ActivityEntry.id.desc())
+    if ticket_id is not None:
+        query = query.where(ActivityEntry.ticket_id == ticket_id)
+    if action is not None:
+        query = query.where(ActivityEntry.action == action)
+    if actor_user_id is not None:
+        query = query.where(ActivityEntry.actor_user_id == actor_user_id)
+    if cursor is not None:
+        query = query.where(ActivityEntry.id < decode_id_cursor(cursor))
+    rows: Sequence[ActivityEntry] = (await session.scalars(query.limit(limit + 1))).all()
+    items = list(rows[:limit])
+    next_cursor = encode_id_cursor(items[-1].id) if len(rows) > limit else None
+    return Page(items=items, next_cursor=next_cursor)

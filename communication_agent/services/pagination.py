@@ -1,0 +1,93 @@
+"""Opaque keyset cursors.
+
+A cursor names the last row a client saw (its sort value and id), so the next page starts strictly
+after it: no row is repeated or skipped when rows are added meanwhile, and deep pages cost the same
+as the first (no OFFSET scan).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from communication_agent.services.errors import InvalidInputError
+
+T = TypeVar("T")
+
+_BAD_CURSOR = (
+    "The cursor is not valid; pass back the next_cursor value of a previous page unchanged."
+)
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+def _encode(payload: dict[str, Any]) -> str:
+    raw = json.dumps(payload, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidInputError(_BAD_CURSOR) from exc
+    if not isinstance(payload, dict):
+        raise InvalidInputError(_BAD_CURSOR)
+    return payload
+
+
+def encode_id_cursor(last_id: int) -> str:
+    return _encode({"id": last_id})
+
+
+def decode_id_cursor(cursor: str) -> int:
+    last_id = _decode(cursor).get("id")
+    if not isinstance(last_id, int) or isinstance(last_id, bool):
+        raise InvalidInputError(_BAD_CURSOR)
+    return last_id
+
+
+def encode_keyset_cursor(sort: str, value: datetime, last_id: int) -> str:
+    return _encode({"sort": sort, "value": value.isoformat(), "id": last_id})
+
+
+def decode_keyset_cursor(cursor: str, sort: str) -> tuple[datetime, int]:
+    payload = _decode(cursor)
+    if payload.get("sort") != sort:
+        raise InvalidInputError(
+            "The cursor belongs to a different sort order; keep `sort` unchanged while paging."
+        )
+    last_id = payload.get("id")
+    try:
+        value = datetime.fromisoformat(str(payload.get("value")))
+    except ValueError as exc:
+        raise InvalidInputError(_BAD_CURSOR) from exc
+    if not isinstance(last_id, int) or isinstance(last_id, bool) or value.tzinfo is None:
+        raise InvalidInputError(_BAD_CURSOR)
+    return value, last_id
+
+
+def after_keyset(
+    column: InstrumentedAttribute[Any],
+    id_column: InstrumentedAttribute[int],
+    value: datetime,
+    last_id: int,
+    *,
+    descending: bool,
+) -> ColumnElement[bool]:
+    """The rows that come strictly after `(value, last_id)` in `(column, id)` order."""
+    if descending:
+        return or_(column < value, and_(column == value, id_column < last_id))
+    return or_(column > value, and_(column == value, id_column > last_id))
