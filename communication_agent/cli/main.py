@@ -39,6 +39,20 @@ def db_upgrade() -> None:
     stdout.print(f"{settings.database_display}: {status.describe()}")
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, or `base` for none.")],
+) -> None:
+    """Step the schema back to REVISION (take a backup first)."""
+    settings = load_settings()
+
+    async def step_back(engine: AsyncEngine) -> migrations.SchemaStatus:
+        return await migrations.downgrade(engine, revision)
+
+    status = run_on_engine(settings, step_back)
+    stdout.print(f"{settings.database_display}: {status.describe()}")
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Show the schema revision and whether it is current (exit 1 if not)."""

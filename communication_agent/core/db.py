@@ -1,11 +1,15 @@
 """Async engine and session factory for SQLite and PostgreSQL.
 
 SQLite is tuned for a server workload: WAL so readers never block the writer, foreign keys on
-(SQLite leaves them off by default), a busy timeout so a second writer waits instead of failing,
-and `BEGIN IMMEDIATE` so that a transaction that reads and then writes takes the write lock up
-front. Without it, two such transactions can both read and then fail on upgrade with
-`database is locked`, which would surface as errors instead of an orderly optimistic-concurrency
-conflict.
+(SQLite leaves them off by default), and a busy timeout so a second writer waits instead of
+failing. Transactions begin with a plain `BEGIN` (reads never take the write lock), except units
+of work that declare they will write with `begin_write`: those start with `BEGIN IMMEDIATE` and
+so hold the write lock before their first read. Without that, two transactions that both read
+and then write can fail on SQLite with `database is locked` instead of waiting their turn.
+
+Sessions are short (one request, one job step) and never stay open across network I/O: an open
+SQLite write transaction blocks every other writer, and on PostgreSQL the same rule keeps
+connections and row locks short.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 SQLITE_BUSY_TIMEOUT_MS = 15_000
+WRITE_INTENT = "commagent_write_intent"
 
 
 def create_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
@@ -58,4 +63,18 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        writes = conn.get_execution_options().get(WRITE_INTENT, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Start this session's unit of work as a writer (see the module docstring).
+
+    A read-only transaction the session may still have open is committed first (it has nothing
+    to write), so the new transaction starts with the write lock already held.
+    """
+    if session.in_transaction():
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("begin_write() must come before the unit of work changes anything")
+        await session.commit()
+    await session.connection(execution_options={WRITE_INTENT: True})

@@ -6,6 +6,7 @@ new code on an old schema fails later and more confusingly, in the middle of a r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,14 +67,24 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
     return SchemaStatus(current=current, head=head_revision())
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
-    def _upgrade(connection: Connection) -> None:
+async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
+    def run(connection: Connection) -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        step(config, revision)
 
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(run)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
+    await _run(engine, command.upgrade, revision)
+    return await schema_status(engine)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> SchemaStatus:
+    """Step the schema back to `revision` (`base` removes everything this project created)."""
+    await _run(engine, command.downgrade, revision)
     return await schema_status(engine)
 
 

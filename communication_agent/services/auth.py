@@ -10,13 +10,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
+from communication_agent.core.db import begin_write
 from communication_agent.models import ApiToken, User
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import ActorType, Role
@@ -25,6 +27,9 @@ from communication_agent.services.errors import AuthenticationError
 
 TOKEN_PREFIX = "cat_"  # noqa: S105 (marks our tokens so secret scanners can recognise them)
 TOKEN_PREFIX_SHOWN = 12  # enough to tell tokens apart in a list, useless to an attacker
+# Recording every use would make every request a write (and, on PostgreSQL, contend on one row
+# per busy token); a minute's precision is plenty for "when was this token last used".
+LAST_USED_PRECISION = timedelta(minutes=1)
 _password_hasher = PasswordHasher()
 # Verified against when the email is unknown, so both paths cost one argon2 verification and
 # response time does not reveal which emails have accounts.
@@ -87,13 +92,20 @@ async def authenticate_token(session: AsyncSession, plaintext: str) -> Actor:
         or not token.user.is_active
     ):
         raise AuthenticationError("The API token is invalid, revoked, or its user is deactivated.")
-    token.last_used_at = utcnow()
-    await session.commit()
-    return actor_for_user(token.user, token)
+    actor = actor_for_user(token.user, token)
+    now = utcnow()
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
+        await begin_write(session)
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == token.id).values(last_used_at=now)
+        )
+        await session.commit()
+    return actor
 
 
 async def authenticate_password(session: AsyncSession, email: str, password: str) -> User:
     """Check an email and password; the error never says which of the two was wrong."""
+    await begin_write(session)
     user = await session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         verify_password(_DUMMY_HASH, password)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
+from communication_agent.core.db import begin_write
 from communication_agent.models import (
     ActivityEntry,
     Contact,
@@ -206,6 +207,7 @@ async def change_state(
     reason: str | None = None,
 ) -> Ticket:
     """Move a ticket to `target`, stamping it and logging `ticket.state_changed`."""
+    await begin_write(session)
     ticket = await _load_ticket(session, ticket_id)
     _check_version(ticket, expected_version)
     current = TicketState(ticket.state)
@@ -258,6 +260,7 @@ async def assign(
 ) -> Ticket:
     """Assign the ticket (or unassign with `None`). Re-assigning to the current assignee is a
     no-op that changes nothing and logs nothing."""
+    await begin_write(session)
     ticket = await _load_ticket(session, ticket_id)
     _check_version(ticket, expected_version)
     if ticket.assignee_id == assignee_id:
@@ -289,6 +292,7 @@ async def assign(
 async def add_note(session: AsyncSession, actor: Actor, ticket_id: int, *, body: str) -> Note:
     """Add an internal note. Notes do not change the ticket row, so they never cause a version
     conflict for someone else working on the ticket."""
+    await begin_write(session)
     await _load_ticket(session, ticket_id)
     if actor.user_id is None:
         raise InvalidInputError("Only a user (or a user's API token) can write notes.")

@@ -8,6 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from communication_agent.core.db import begin_write
 from communication_agent.models import ApiToken, User
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Role
@@ -61,6 +62,7 @@ async def create_user(
 ) -> User:
     address = normalise_email(email)
     check_password_strength(password)
+    await begin_write(session)
     if await session.scalar(select(User.id).where(User.email == address)) is not None:
         raise ConflictError(f"A user with email {address} already exists.", email=address)
     user = User(
@@ -89,6 +91,7 @@ async def issue_token(
     session: AsyncSession, actor: Actor, *, email: str, name: str = ""
 ) -> IssuedToken:
     """Issue a new API token for the user with `email`; the plaintext is returned only here."""
+    await begin_write(session)
     user = await get_user_by_email(session, email)
     if not user.is_active:
         raise InvalidInputError(f"User {user.email} is deactivated; reactivate them first.")
@@ -119,6 +122,7 @@ async def list_tokens(session: AsyncSession, email: str | None = None) -> Sequen
 
 
 async def revoke_token(session: AsyncSession, actor: Actor, token_id: int) -> ApiToken:
+    await begin_write(session)
     token = await session.get(ApiToken, token_id)
     if token is None:
         raise NotFoundError(f"API token {token_id} does not exist.", token_id=token_id)

@@ -1,0 +1,72 @@
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from communication_agent.core import migrations
+from communication_agent.core.config import Settings
+from communication_agent.models import Base
+from tests.conftest import running_app
+from tests.factories import Factory
+
+
+async def test_migrations_produce_exactly_the_models_schema(engine: AsyncEngine) -> None:
+    def diff(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, Base.metadata))
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_schema_is_reported_current_after_upgrade(engine: AsyncEngine) -> None:
+    status = await migrations.schema_status(engine)
+    assert status.is_current
+    assert status.current == migrations.head_revision()
+
+
+async def test_downgrade_then_upgrade_round_trips(engine: AsyncEngine) -> None:
+    await migrations.downgrade(engine, "base")
+    status = await migrations.schema_status(engine)
+    assert status.current is None
+    assert "commagent db upgrade" in status.describe()
+    assert (await migrations.upgrade(engine)).is_current
+
+
+async def test_app_refuses_an_unmigrated_schema_naming_the_command(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    await migrations.downgrade(engine, "base")
+    strict = settings.model_copy(update={"auto_migrate": False})
+    with pytest.raises(migrations.SchemaNotCurrentError, match="run `commagent db upgrade`"):
+        async with running_app(strict):
+            pass
+
+
+async def test_embedded_default_migrates_itself(engine: AsyncEngine, settings: Settings) -> None:
+    if not settings.is_sqlite:
+        pytest.skip("the self-migrating embedded default is SQLite")
+    await migrations.downgrade(engine, "base")
+    async with running_app(settings) as (_app, client):
+        assert (await client.get("/healthz")).status_code == 200
+    assert (await migrations.schema_status(engine)).is_current
+
+
+async def test_postgres_does_not_migrate_itself_by_default(settings: Settings) -> None:
+    assert settings.should_auto_migrate is settings.is_sqlite
+
+
+async def test_activity_log_rejects_update_and_delete_at_the_database(
+    engine: AsyncEngine, factory: Factory
+) -> None:
+    await factory.principal()  # writes user.created and token.created entries
+    for statement in ("UPDATE activity_log SET action = 'forged'", "DELETE FROM activity_log"):
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError, match="append-only"):
+                await conn.execute(text(statement))
+    async with engine.connect() as conn:
+        actions = (await conn.execute(text("SELECT action FROM activity_log"))).scalars().all()
+    assert sorted(actions) == ["token.created", "user.created"]
