@@ -19,7 +19,7 @@ from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RequestIdMiddleware
 from communication_agent.api.routes import activity, health, me, tickets
-from communication_agent.core.config import Settings
+from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
 from communication_agent.core.migrations import ensure_schema
@@ -34,15 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        secret_key, generated = settings.resolved_secret_key()
-        scrubber.register(secret_key.get_secret_value())
+        secret_key = load_secret_key(settings)
         scrubber.register(settings.database.password)
-        if generated:
-            log.warning(
-                "secret_key_generated",
-                path=str(settings.data_dir / "secret_key"),
-                hint="set COMMAGENT_SECRET_KEY to manage the key yourself",
-            )
         engine = create_engine(settings.database, pool_size=settings.db_pool_size)
         try:
             status = await ensure_schema(engine, auto_migrate=settings.should_auto_migrate)

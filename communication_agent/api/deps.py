@@ -9,7 +9,6 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from communication_agent.core.logging import scrubber
 from communication_agent.models.enums import Role
 from communication_agent.models.schemas.common import MAX_DB_INT
 from communication_agent.services.actors import Actor
@@ -39,7 +38,6 @@ async def get_current_actor(
             "Authentication required: send `Authorization: Bearer <token>` "
             "(create a token with `commagent tokens create EMAIL`)."
         )
-    scrubber.register(credentials.credentials)
     return await authenticate_token(session, credentials.credentials)
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from communication_agent.cli.runtime import load_settings, run_on_engine, run_service
 from communication_agent.core import migrations
+from communication_agent.core.config import load_secret_key
 from communication_agent.models import ApiToken, User
 from communication_agent.models.enums import Role
 from communication_agent.services import users
@@ -148,6 +149,47 @@ def tokens_revoke(token_id: int) -> None:
     stdout.print(f"token {token.id} revoked")
 
 
+DEMO_TOKEN_FILE = "demo_token"  # noqa: S105 (a file name)
+
+
+@app.command()
+def demo(
+    email: Annotated[str, typer.Option(help="The demo admin's email.")] = "admin@example.com",
+    password: Annotated[str, typer.Option(help="The demo admin's password.")] = "commagent-demo",  # noqa: S107
+    url: Annotated[
+        str, typer.Option(help="Where the server will listen.")
+    ] = "http://127.0.0.1:8000",
+) -> None:
+    """Prepare a demo login: an admin user and an API token, kept across runs (idempotent).
+
+    For trying the system on the embedded default; on a real deployment create users with
+    `commagent users create` instead."""
+    settings = load_settings()
+    token_file = settings.data_dir / DEMO_TOKEN_FILE
+
+    async def prepare(session: AsyncSession) -> str:
+        await users.ensure_user(
+            session,
+            CLI_ACTOR,
+            email=email,
+            password=password,
+            role=Role.ADMIN,
+            display_name="Demo Admin",
+        )
+        if token_file.exists():
+            return token_file.read_text(encoding="utf-8").strip()
+        issued = await users.issue_token(session, CLI_ACTOR, email=email, name="demo")
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        token_file.touch(mode=0o600)
+        token_file.write_text(issued.plaintext + "\n", encoding="utf-8")
+        return issued.plaintext
+
+    token = run_service(settings, prepare)
+    stdout.print(f"login:     {email} / {password}")
+    stdout.print(f"API token: {token}")
+    stdout.print(f'try:       curl -H "Authorization: Bearer {token}" {url}/api/v1/me')
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
@@ -158,7 +200,7 @@ def serve(
     settings = load_settings()
 
     async def check(engine: AsyncEngine) -> migrations.SchemaStatus:
-        settings.resolved_secret_key()  # fail here, with the message, rather than in a worker
+        load_secret_key(settings)  # fail (or generate the key) here, not in each worker
         return await migrations.ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
 
     run_on_engine(settings, check)

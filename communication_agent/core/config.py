@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from communication_agent.core.logging import get_logger, scrubber
+
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -119,3 +121,17 @@ def _load_or_generate_key(path: Path) -> tuple[SecretStr, bool]:
     path.touch(mode=0o600)
     path.write_text(key + "\n", encoding="utf-8")
     return SecretStr(key), True
+
+
+def load_secret_key(settings: Settings) -> SecretStr:
+    """Resolve the secret key for a process that will use it, masking it in every log line and
+    warning (by file name, never by value) when the embedded default has just generated one."""
+    key, generated = settings.resolved_secret_key()
+    scrubber.register(key.get_secret_value())
+    if generated:
+        get_logger(__name__).warning(
+            "secret_key_generated",
+            path=str(settings.data_dir / SECRET_KEY_FILE),
+            hint="set COMMAGENT_SECRET_KEY to manage the key yourself",
+        )
+    return key

@@ -1,8 +1,8 @@
 """Structured logging with structlog, plus a last line of defence against leaked secrets.
 
 Code should never log a secret in the first place; `SecretScrubber` additionally replaces every
-registered secret value (the secret key, the database password, API tokens seen in a request)
-wherever it appears in a log event, including inside exception text.
+registered secret value (the secret key, the database password) wherever it appears in a log
+event, including inside exception text.
 """
 
 from __future__ import annotations

@@ -139,3 +139,16 @@ async def get_acting_user(session: AsyncSession, actor: Actor) -> User:
     if user is None:
         raise NotFoundError("This request is not made on behalf of a user.")
     return user
+
+
+async def ensure_user(
+    session: AsyncSession, actor: Actor, *, email: str, password: str, role: Role, display_name: str
+) -> tuple[User, bool]:
+    """Return the user with `email`, creating it first if needed; the flag says whether it was."""
+    try:
+        return await get_user_by_email(session, email), False
+    except NotFoundError:
+        user = await create_user(
+            session, actor, email=email, password=password, role=role, display_name=display_name
+        )
+        return user, True

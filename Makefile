@@ -1,0 +1,50 @@
+# Two commands: `make run` (start on the embedded default) and `make test` (everything CI runs).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_PG_URL ?= postgresql://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_EMAIL ?= admin@example.com
+DEMO_PASSWORD ?= commagent-demo
+
+.PHONY: run test lint typecheck test-sqlite test-postgres venv clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is required (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/commagent db upgrade
+	@echo ""
+	@echo "  Communication Agent on http://$(HOST):$(PORT)  (health: /healthz, API: /api/v1, docs: /docs)"
+	@$(BIN)/commagent demo --email "$(DEMO_EMAIL)" --password "$(DEMO_PASSWORD)" --url "http://$(HOST):$(PORT)" | sed 's/^/  /'
+	@echo ""
+	$(BIN)/commagent serve --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test-sqlite: $(STAMP)
+	$(BIN)/pytest
+
+# Under CI=true an unreachable PostgreSQL fails the run (see tests/conftest.py).
+test-postgres: $(STAMP)
+	COMMAGENT_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest
+
+test: lint typecheck test-sqlite test-postgres
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
