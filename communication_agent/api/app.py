@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from communication_agent import __version__
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
-from communication_agent.api.middleware import RequestIdMiddleware
+from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
 from communication_agent.api.routes import activity, health, me, tickets
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    app.add_middleware(RejectNulInQueryMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)

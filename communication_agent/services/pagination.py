@@ -12,7 +12,7 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
@@ -21,6 +21,7 @@ from communication_agent.services.errors import InvalidInputError
 
 T = TypeVar("T")
 
+MAX_ID = 2_147_483_647
 _BAD_CURSOR = (
     "The cursor is not valid; pass back the next_cursor value of a previous page unchanged."
 )
@@ -52,9 +53,13 @@ def encode_id_cursor(last_id: int) -> str:
     return _encode({"id": last_id})
 
 
+def _valid_id(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
+
+
 def decode_id_cursor(cursor: str) -> int:
     last_id = _decode(cursor).get("id")
-    if not isinstance(last_id, int) or isinstance(last_id, bool):
+    if not _valid_id(last_id):
         raise InvalidInputError(_BAD_CURSOR)
     return last_id
 
@@ -74,7 +79,7 @@ def decode_keyset_cursor(cursor: str, sort: str) -> tuple[datetime, int]:
         value = datetime.fromisoformat(str(payload.get("value")))
     except ValueError as exc:
         raise InvalidInputError(_BAD_CURSOR) from exc
-    if not isinstance(last_id, int) or isinstance(last_id, bool) or value.tzinfo is None:
+    if not _valid_id(last_id) or value.tzinfo is None:
         raise InvalidInputError(_BAD_CURSOR)
     return value, last_id
 

@@ -1,3 +1,5 @@
+import base64
+import json
 from typing import Any
 
 import httpx
@@ -295,3 +297,41 @@ async def test_unknown_routes_and_methods_answer_in_the_error_format(
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status_code == 405
     assert _error(wrong_method)["code"] == "method_not_allowed"
+
+
+async def test_nul_characters_and_out_of_range_cursors_are_422_not_500(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """PostgreSQL rejects NUL in text and 64-bit ids; both must be refused before the database."""
+    op = await _operator(factory)
+    ticket = await factory.ticket()
+    for query in ("q=abc%00def", "category=%00", "q=%2500ok"):
+        response = await client.get(f"{API}/tickets?{query}", headers=op.headers)
+        if query == "q=%2500ok":  # a literal "%00" text, which is fine
+            assert response.status_code == 200
+            continue
+        assert response.status_code == 422, (query, response.text)
+        assert "NUL" in _error(response)["message"]
+    activity = await client.get(f"{API}/activity?action=x%00", headers=op.headers)
+    assert activity.status_code == 422
+    note = await client.post(
+        f"{API}/tickets/{ticket.id}/notes", json={"body": "a\u0000b"}, headers=op.headers
+    )
+    assert note.status_code == 422
+    assert "NUL" in _error(note)["message"]
+    reason = await client.post(
+        f"{API}/tickets/{ticket.id}/state",
+        json={"state": "DONE", "version": 1, "reason": "\u0000"},
+        headers=op.headers,
+    )
+    assert reason.status_code == 422
+    for payload in ({"id": 10**12}, {"id": -5}, {"id": True}, {"id": 0}):
+        cursor = base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+        response = await client.get(
+            f"{API}/activity", params={"cursor": cursor}, headers=op.headers
+        )
+        assert response.status_code == 422, (payload, response.text)
+    huge = {"sort": "-created_at", "value": "2026-01-01T00:00:00+00:00", "id": 2**40}
+    cursor = base64.urlsafe_b64encode(json.dumps(huge).encode()).decode().rstrip("=")
+    response = await client.get(f"{API}/tickets", params={"cursor": cursor}, headers=op.headers)
+    assert response.status_code == 422

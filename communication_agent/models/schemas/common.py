@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 
@@ -24,6 +24,14 @@ class RequestSchema(BaseModel):
     """Base for request bodies: unknown fields are refused, so a typo is an error, not a no-op."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul_characters(cls, value: object) -> object:
+        """PostgreSQL cannot store NUL in text; refuse it here with a message, on both engines."""
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
 
 
 class ErrorBody(BaseModel):
