@@ -29,6 +29,7 @@ class SchemaNotCurrentError(Exception):
 class SchemaStatus:
     current: str | None
     head: str
+    known: bool = True  # False: the database was migrated by a newer version of commagent
 
     @property
     def is_current(self) -> bool:
@@ -39,6 +40,12 @@ class SchemaStatus:
             return f"schema is current (revision {self.head})"
         if self.current is None:
             return f"database has no schema yet; run `{UPGRADE_COMMAND}` to create it"
+        if not self.known:
+            return (
+                f"database schema is at revision {self.current}, which this version of "
+                f"commagent does not know (it expects {self.head}); a newer version migrated "
+                "it, so run that version or restore a backup"
+            )
         return (
             f"database schema is at revision {self.current} but this version of commagent "
             f"needs {self.head}; run `{UPGRADE_COMMAND}`"
@@ -64,7 +71,9 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 
     async with engine.connect() as connection:
         current = await connection.run_sync(_current)
-    return SchemaStatus(current=current, head=head_revision())
+    scripts = ScriptDirectory.from_config(alembic_config())
+    known = current is None or current in {rev.revision for rev in scripts.walk_revisions()}
+    return SchemaStatus(current=current, head=head_revision(), known=known)
 
 
 async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
@@ -93,6 +102,6 @@ async def ensure_schema(engine: AsyncEngine, *, auto_migrate: bool) -> SchemaSta
     status = await schema_status(engine)
     if status.is_current:
         return status
-    if auto_migrate:
+    if auto_migrate and status.known:
         return await upgrade(engine)
     raise SchemaNotCurrentError(status.describe())

@@ -70,3 +70,21 @@ async def test_activity_log_rejects_update_and_delete_at_the_database(
     async with engine.connect() as conn:
         actions = (await conn.execute(text("SELECT action FROM activity_log"))).scalars().all()
     assert sorted(actions) == ["token.created", "user.created"]
+
+
+async def test_a_schema_from_a_newer_version_is_refused_even_with_auto_migrate(
+    engine: AsyncEngine, settings: Settings
+) -> None:
+    head = migrations.head_revision()
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    try:
+        status = await migrations.schema_status(engine)
+        assert not status.known
+        eager = settings.model_copy(update={"auto_migrate": True})
+        with pytest.raises(migrations.SchemaNotCurrentError, match="does not know"):
+            async with running_app(eager):
+                pass
+    finally:  # the PostgreSQL scratch database is shared by the whole run
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
