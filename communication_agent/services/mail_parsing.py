@@ -1,0 +1,296 @@
+"""Raw RFC 5322 bytes to a `ParsedMessage`, without ever raising on bad input.
+
+Mail is untrusted and often broken: unknown or lying charsets, 8-bit bytes in headers, broken
+multipart boundaries, missing headers, megabyte-long lines. The standard library's parser (modern
+policy) is lenient and records defects instead of failing; around it, every header and every part
+is decoded defensively, falling back (declared charset, then UTF-8, then Windows-1252, then
+Latin-1, which cannot fail) rather than crashing. Only mail that has nothing to work with (no
+headers, no sender) is refused, as `UnparseableMessageError`, so that the caller quarantines it
+with the reason instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from pathlib import PurePosixPath, PureWindowsPath
+
+import nh3
+from mailparser_reply import EmailReplyParser  # type: ignore[import-untyped]
+
+from communication_agent.services.auto_replies import automated_reason
+
+REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pl", "sv", "da", "cs", "ja", "ko", "zh"]
+FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
+MAX_SUBJECT = 998
+MAX_HEADER_ID = 998
+_reply_parser = EmailReplyParser(languages=REPLY_LANGUAGES)
+
+SAFE_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "div", "em", "font", "h1", "h2",
+    "h3", "h4", "h5", "h6", "hr", "i", "img", "li", "ol", "p", "pre", "s", "small", "span",
+    "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "u", "ul",
+}  # fmt: skip
+SAFE_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align"},
+    "*": {"dir", "lang"},
+}
+
+
+class UnparseableMessageError(Exception):
+    """The bytes are not a usable email; the message says why (stored with the quarantine)."""
+
+
+@dataclass(frozen=True)
+class AttachmentMeta:
+    filename: str
+    content_type: str
+    size: int
+    content_id: str | None
+    part_index: int
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str | None
+    in_reply_to: str | None
+    references: list[str]
+    subject: str
+    from_address: str
+    from_name: str
+    to_addresses: list[str]
+    cc_addresses: list[str]
+    date: datetime | None
+    body_text: str
+    body_html: str | None
+    new_content_text: str
+    attachments: list[AttachmentMeta] = field(default_factory=list)
+    automated_reason: str | None = None
+    defects: list[str] = field(default_factory=list)
+
+    @property
+    def is_automated(self) -> bool:
+        return self.automated_reason is not None
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """Parse `raw`; raise `UnparseableMessageError` only when there is nothing usable."""
+    if not raw or not raw.strip():
+        raise UnparseableMessageError("empty message")
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    if not isinstance(message, EmailMessage) or not list(message.keys()):
+        raise UnparseableMessageError("no headers found: this does not look like an email")
+    from_name, from_address = _first_address(message, "From")
+    if not from_address:
+        from_name, from_address = _first_address(message, "Sender")
+    if not from_address:
+        raise UnparseableMessageError("no sender address in From or Sender")
+    body_text, body_html, attachments = _walk_parts(message)
+    if not body_text and body_html:
+        body_text = html_to_text(body_html)
+    return ParsedMessage(
+        message_id=_message_id(header_text(message, "Message-ID")),
+        in_reply_to=_message_id(header_text(message, "In-Reply-To")),
+        references=_message_ids(header_text(message, "References")),
+        subject=_one_line(header_text(message, "Subject"))[:MAX_SUBJECT],
+        from_address=from_address,
+        from_name=from_name,
+        to_addresses=_addresses(message, "To"),
+        cc_addresses=_addresses(message, "Cc"),
+        date=_date(header_text(message, "Date")),
+        body_text=body_text,
+        body_html=sanitise_html(body_html) if body_html else None,
+        new_content_text=new_content(body_text),
+        attachments=attachments,
+        automated_reason=automated_reason(message, from_address),
+        defects=sorted({type(d).__name__ for d in _all_defects(message)}),
+    )
+
+
+def header_text(message: Message, name: str) -> str:
+    """A header's decoded value, or "" when absent or undecodable (never raises)."""
+    try:
+        value = message.get(name)
+    except (ValueError, TypeError, LookupError, IndexError):  # broken encoded-words and the like
+        value = None
+        for key, raw_value in message.raw_items() if hasattr(message, "raw_items") else []:
+            if key.lower() == name.lower():
+                value = raw_value
+                break
+    if value is None:
+        return ""
+    text = str(value)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _first_address(message: Message, header: str) -> tuple[str, str]:
+    pairs = _address_pairs(message, header)
+    return pairs[0] if pairs else ("", "")
+
+
+def _address_pairs(message: Message, header: str) -> list[tuple[str, str]]:
+    raw = header_text(message, header)
+    if not raw:
+        return []
+    pairs = []
+    for name, raw_address in email.utils.getaddresses([raw]):
+        address = raw_address.strip().lower()
+        if "@" in address and " " not in address and len(address) <= 320:
+            pairs.append((_one_line(name)[:200], address))
+    return pairs
+
+
+def _addresses(message: Message, header: str) -> list[str]:
+    return [address for _name, address in _address_pairs(message, header)]
+
+
+_ID = re.compile(r"<[^<>\s]+>")
+
+
+def _message_id(raw: str) -> str | None:
+    found: list[str] = _ID.findall(raw)
+    if found:
+        return found[0][:MAX_HEADER_ID]
+    bare = raw.strip()
+    return f"<{bare}>"[:MAX_HEADER_ID] if bare and " " not in bare else None
+
+
+def _message_ids(raw: str) -> list[str]:
+    found: list[str] = _ID.findall(raw)
+    return [i[:MAX_HEADER_ID] for i in found]
+
+
+def _date(raw: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def decode_part(part: Message) -> str:
+    """A text part's content, whatever its transfer encoding and declared charset."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        payload = str(part.get_payload() or "").encode("utf-8", "surrogateescape")
+    declared = part.get_content_charset()
+    for charset in (declared, *FALLBACK_CHARSETS) if declared else FALLBACK_CHARSETS:
+        try:
+            return payload.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return payload.decode("latin-1")  # pragma: no cover  (latin-1 decodes any byte string)
+
+
+def _walk_parts(message: Message) -> tuple[str, str | None, list[AttachmentMeta]]:
+    text: str | None = None
+    html_body: str | None = None
+    attachments: list[AttachmentMeta] = []
+    for index, part in enumerate(message.walk()):
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        filename = _safe_filename(part.get_filename(failobj=None) if _has_name(part) else None)
+        disposition = (part.get_content_disposition() or "").lower()
+        if disposition == "attachment" or filename or not content_type.startswith("text/"):
+            if content_type == "message/delivery-status" or content_type.startswith("multipart/"):
+                continue
+            payload = part.get_payload(decode=True)
+            attachments.append(
+                AttachmentMeta(
+                    filename=filename or f"part-{index}",
+                    content_type=content_type,
+                    size=len(payload) if isinstance(payload, bytes) else 0,
+                    content_id=_message_id(str(part.get("Content-ID", ""))),
+                    part_index=index,
+                )
+            )
+        elif content_type == "text/plain" and text is None:
+            text = decode_part(part)
+        elif content_type == "text/html" and html_body is None:
+            html_body = decode_part(part)
+    return _normalise_newlines(text or ""), html_body, attachments
+
+
+def _has_name(part: Message) -> bool:
+    try:
+        return part.get_filename() is not None
+    except (ValueError, TypeError, LookupError, IndexError):
+        return False
+
+
+def _safe_filename(name: str | None) -> str:
+    """Only the last path component, no control characters: attachment names are untrusted."""
+    if not name:
+        return ""
+    base = PureWindowsPath(PurePosixPath(name).name).name
+    base = re.sub(r"[\x00-\x1f\x7f]", "", base).strip().lstrip(".")
+    return base[:255]
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
+def sanitise_html(raw_html: str) -> str:
+    """Keep structure and text; drop scripts, styles, event handlers, forms and foreign schemes."""
+    return nh3.clean(
+        raw_html.replace("\x00", ""),
+        tags=SAFE_TAGS,
+        attributes=SAFE_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto", "cid", "data"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )
+
+
+_BLOCK_BOUNDARY = re.compile(
+    r"(?i)<\s*(br|/?p|/?div|/?tr|/?li|/?h[1-6]|/?blockquote|/?table)\b[^>]*>"
+)
+
+
+def html_to_text(raw_html: str) -> str:
+    """Readable text from an HTML-only message (for display fallbacks and the model)."""
+    with_breaks = _BLOCK_BOUNDARY.sub("\n", raw_html)
+    text = html.unescape(
+        nh3.clean(with_breaks, tags=set(), clean_content_tags={"script", "style", "head", "title"})
+    )
+    lines = [re.sub(r"[ \t\u00a0]+", " ", line).strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def new_content(body_text: str) -> str:
+    """The customer's newest words: quoted history and signatures removed. Falls back to the
+    whole text when the reply parser finds nothing (better too much than nothing)."""
+    if not body_text.strip():
+        return ""
+    try:
+        replies = _reply_parser.read(body_text).replies
+    except Exception:  # a third-party heuristic must never cost us the message
+        return body_text.strip()
+    latest = replies[0].body.strip() if replies else ""
+    return latest or body_text.strip()
+
+
+def _all_defects(message: Message) -> list[object]:
+    defects: list[object] = []
+    for part in message.walk():
+        defects.extend(getattr(part, "defects", []))
+    return defects
