@@ -5,19 +5,31 @@ Importing this package registers every entity on `Base.metadata`, which Alembic 
 
 from communication_agent.models.activity import ActivityEntry
 from communication_agent.models.base import Base
-from communication_agent.models.mail import Contact, Mailbox, Message
+from communication_agent.models.mail import (
+    Attachment,
+    Contact,
+    Mailbox,
+    Message,
+    MessageSource,
+    QuarantinedMessage,
+    SyncError,
+)
 from communication_agent.models.tickets import Draft, Note, Ticket, TriageResult
 from communication_agent.models.users import ApiToken, User
 
 __all__ = [
     "ActivityEntry",
     "ApiToken",
+    "Attachment",
     "Base",
     "Contact",
     "Draft",
     "Mailbox",
     "Message",
+    "MessageSource",
     "Note",
+    "QuarantinedMessage",
+    "SyncError",
     "Ticket",
     "TriageResult",
     "User",

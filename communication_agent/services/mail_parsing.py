@@ -128,7 +128,7 @@ def header_text(message: Message, name: str) -> str:
                 break
     if value is None:
         return ""
-    text = str(value)
+    text = str(value).replace("\x00", "")
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 

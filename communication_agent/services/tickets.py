@@ -197,6 +197,32 @@ async def get_ticket_detail(session: AsyncSession, ticket_id: int) -> TicketDeta
     )
 
 
+def apply_transition(
+    session: AsyncSession, actor: Actor, ticket: Ticket, target: TicketState, reason: str | None
+) -> None:
+    """Validate, stamp and log a state change inside the caller's unit of work (no commit).
+
+    The one place a ticket's state changes, whether an operator, sync or triage asks for it.
+    """
+    current = TicketState(ticket.state)
+    validate_transition(ticket.id, current, target)
+    now = utcnow()
+    ticket.state = target.value
+    ticket.state_changed_at = now
+    ticket.updated_at = now
+    if target is TicketState.DONE:
+        ticket.resolved_at = now
+    elif current is TicketState.DONE:
+        ticket.resolved_at = None
+    activity.record(
+        session,
+        actor,
+        "ticket.state_changed",
+        ticket_id=ticket.id,
+        details={"from": current.value, "to": target.value, "reason": reason or ""},
+    )
+
+
 async def change_state(
     session: AsyncSession,
     actor: Actor,
@@ -210,25 +236,10 @@ async def change_state(
     await begin_write(session)
     ticket = await _load_ticket(session, ticket_id)
     _check_version(ticket, expected_version)
-    current = TicketState(ticket.state)
-    validate_transition(ticket_id, current, target)
+    validate_transition(ticket_id, TicketState(ticket.state), target)
 
     async def apply() -> Ticket:
-        now = utcnow()
-        ticket.state = target.value
-        ticket.state_changed_at = now
-        ticket.updated_at = now
-        if target is TicketState.DONE:
-            ticket.resolved_at = now
-        elif current is TicketState.DONE:
-            ticket.resolved_at = None
-        activity.record(
-            session,
-            actor,
-            "ticket.state_changed",
-            ticket_id=ticket_id,
-            details={"from": current.value, "to": target.value, "reason": reason or ""},
-        )
+        apply_transition(session, actor, ticket, target, reason)
         await session.flush()
         return ticket
 
