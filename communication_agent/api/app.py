@@ -15,10 +15,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
 from communication_agent import __version__
+from communication_agent.adapters.factory import provider_opener
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
-from communication_agent.api.routes import activity, health, me, tickets
+from communication_agent.api.routes import activity, health, mailboxes, me, tickets
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.secret_key = secret_key
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.provider_opener = provider_opener(settings)
             log.info("started", database=settings.database_display, schema=status.head)
             yield
         finally:
@@ -70,7 +72,7 @@ def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, activity):
+    for module in (me, tickets, activity, mailboxes):
         router.include_router(module.router)
     return router
 

@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from communication_agent.adapters.mail_provider import ProviderOpener
 from communication_agent.models.enums import Role
 from communication_agent.models.schemas.common import MAX_DB_INT
 from communication_agent.services.actors import Actor
@@ -27,6 +28,23 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    """For services that run several units of work in one call (a sync commits per page)."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
+SessionMakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+
+
+def get_provider_opener(request: Request) -> ProviderOpener:
+    opener: ProviderOpener = request.app.state.provider_opener
+    return opener
+
+
+ProviderOpenerDep = Annotated[ProviderOpener, Depends(get_provider_opener)]
 
 
 async def get_current_actor(

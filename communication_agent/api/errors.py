@@ -23,6 +23,7 @@ from communication_agent.services.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from communication_agent.services.sync import SyncFailedError
 
 log = get_logger(__name__)
 
@@ -32,6 +33,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (ConflictError, 409),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
+    (SyncFailedError, 502),
 ]
 
 

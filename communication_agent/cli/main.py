@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from communication_agent.cli.mail import import_mail, sync_mail
 from communication_agent.cli.runtime import load_settings, run_on_engine, run_service
 from communication_agent.core import migrations
 from communication_agent.core.config import load_secret_key
@@ -27,6 +28,8 @@ tokens_app = typer.Typer(help="API tokens (sent as `Authorization: Bearer <token
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.command("import")(import_mail)
+app.command("sync")(sync_mail)
 
 CLI_ACTOR = Actor.system("cli")
 stdout = Console(soft_wrap=True)

@@ -1,5 +1,6 @@
 """The real `commagent` console script against the test database."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from communication_agent.core.config import Settings
 from tests.conftest import TEST_SECRET_KEY, running_app
 from tests.factories import PASSWORD
 from tests.live_server import cli_environment, run_cli
+from tests.mail import raw_email
 
 
 @pytest.fixture
@@ -137,3 +139,37 @@ async def test_demo_login_is_created_once_and_its_token_works(
     assert me.json()["role"] == "admin"
     listed = run_cli("tokens", "list", env=env)
     assert listed.stdout.count("demo") == 1
+
+
+def test_import_prints_its_counts_as_json_on_the_last_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "1.eml").write_bytes(raw_email(message_id="<c1@x>"))
+    (folder / "2.eml").write_bytes(raw_email(message_id="<c2@x>", in_reply_to="<c1@x>"))
+    refused = run_cli("import", str(folder), "--mailbox", "archive", env=env)
+    assert refused.returncode == 1
+    assert "--address" in refused.stderr
+    first = run_cli(
+        "import",
+        str(folder),
+        "--mailbox",
+        "archive",
+        "--address",
+        "help@company.example",
+        "--json",
+        env=env,
+    )
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.strip().splitlines()[-1]) == {
+        "fetched": 2, "new_messages": 2, "new_tickets": 1, "threaded": 1,
+        "duplicates": 0, "quarantined": 0, "errors": 0, "ignored": 0,
+    }  # fmt: skip
+    again = run_cli("sync", "archive", "--json", env=env)
+    assert json.loads(again.stdout.strip().splitlines()[-1])["duplicates"] == 2
+    human = run_cli("sync", env=env)
+    assert "duplicates" in human.stdout
+    unknown = run_cli("sync", "nope", env=env)
+    assert unknown.returncode == 1
+    assert "No mailbox named 'nope'; known: archive." in unknown.stderr

@@ -1,0 +1,84 @@
+"""The mail-provider port: what sync and sending need from a mailbox, and nothing more.
+
+A provider lists changes since a checkpoint (an opaque string it defines: Gmail's historyId, or
+nothing for a folder that is rescanned), fetches one message's raw bytes, sends raw bytes, and
+describes its mailbox. Errors are reported as the exceptions below so that services can react to
+their meaning (re-authorise, resync, retry later) without knowing the provider.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from communication_agent.models import Mailbox
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    provider_message_id: str
+    thread_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of changes. `checkpoint` is where the next sync starts once every page up to
+    and including the last has been committed; it is set on every page and final on the last."""
+
+    refs: list[MessageRef]
+    next_page_token: str | None
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    ref: MessageRef
+    raw: bytes
+    received_at: datetime | None = None
+    sent_by_mailbox: bool = False
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MailboxProfile:
+    address: str
+    checkpoint: str | None
+
+
+class ProviderError(Exception):
+    """Base class; the message is safe to show (it never contains a credential)."""
+
+
+class CheckpointExpiredError(ProviderError):
+    """The provider no longer knows the checkpoint (Gmail: historyId too old); resync fully."""
+
+
+class ReauthorisationRequiredError(ProviderError):
+    """The stored grant is revoked or expired (OAuth `invalid_grant`); a person must reconnect."""
+
+
+class ProviderUnavailableError(ProviderError):
+    """A transient failure that survived the retries (rate limits, 5xx, timeouts)."""
+
+
+class MessageFetchError(ProviderError):
+    """One message could not be fetched; the rest of the sync goes on."""
+
+
+class MailProvider(Protocol):
+    async def profile(self) -> MailboxProfile: ...
+
+    async def list_changes(self, checkpoint: str | None, page_token: str | None) -> ChangePage: ...
+
+    async def fetch(self, ref: MessageRef) -> FetchedMessage: ...
+
+    async def send(self, raw: bytes, thread_id: str | None) -> MessageRef: ...
+
+    async def aclose(self) -> None: ...
+
+
+# How services get a provider for a mailbox without knowing the concrete classes: the entry
+# points (API, CLI, worker) pass one in, built by `adapters.factory.provider_opener`.
+ProviderOpener = Callable[[Mailbox], Awaitable[MailProvider]]

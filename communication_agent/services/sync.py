@@ -1,0 +1,365 @@
+"""Synchronising a mailbox: provider changes in, tickets out, nothing lost, nothing twice.
+
+The shape of a sync, and why:
+- A lease on the mailbox row (owner + expiry, taken with one conditional UPDATE) makes sure no
+  two processes sync the same mailbox at once, on SQLite and PostgreSQL alike. A crashed
+  process's lease simply expires.
+- Network I/O (listing, fetching) happens outside transactions; each page is then written in
+  one short transaction, one SAVEPOINT per message.
+- The checkpoint is stored in the same commit as the last page it covers, so a process killed
+  at any point restarts from the previous checkpoint and dedupe skips what was already stored:
+  the result is the same as an uninterrupted run.
+- A message the provider will not give us is recorded as a sync error and retried on the next
+  runs; it never blocks the rest. An expired checkpoint triggers one full resync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from communication_agent.adapters.mail_provider import (
+    CheckpointExpiredError,
+    FetchedMessage,
+    MailProvider,
+    MessageFetchError,
+    MessageRef,
+    ProviderError,
+    ProviderOpener,
+    ReauthorisationRequiredError,
+)
+from communication_agent.core.db import begin_write
+from communication_agent.models import Mailbox, Message, QuarantinedMessage, SyncError
+from communication_agent.models.base import utcnow
+from communication_agent.services import activity
+from communication_agent.services.errors import ConflictError, DomainError, NotFoundError
+from communication_agent.services.ingestion import (
+    SYNC_ACTOR,
+    IncomingMessage,
+    SyncCounts,
+    ingest_message,
+)
+
+LEASE = timedelta(minutes=10)
+FETCH_CONCURRENCY = 8
+RETRY_FAILED_PER_RUN = 100
+NEEDS_REAUTH = "needs_reauth"
+
+Progress = Callable[[SyncCounts], None]
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+class SyncInProgressError(ConflictError):
+    code = "sync_in_progress"
+
+
+class MailboxNeedsReauthError(ConflictError):
+    code = "needs_reauth"
+
+
+class SyncFailedError(DomainError):
+    """The provider failed in a way retries did not cure; the mailbox records it too."""
+
+    code = "sync_failed"
+
+
+@dataclass
+class _Fetched:
+    ref: MessageRef
+    message: FetchedMessage | None
+    error: str | None
+
+
+async def sync_mailbox(
+    sessionmaker: SessionMaker,
+    mailbox_id: int,
+    open_provider: ProviderOpener,
+    *,
+    owner: str,
+    progress: Progress | None = None,
+) -> SyncCounts:
+    """Run one sync of the mailbox; see the module docstring for the guarantees."""
+    mailbox = await _claim(sessionmaker, mailbox_id, owner)
+    provider = await open_provider(mailbox)
+    run = _MailboxSync(sessionmaker, mailbox, provider, owner, progress)
+    try:
+        try:
+            await run.pages(mailbox.sync_checkpoint)
+        except CheckpointExpiredError:
+            await run.pages(None)
+        await run.retry_failed()
+        await _record_success(sessionmaker, mailbox_id, run.counts)
+    except ReauthorisationRequiredError as exc:
+        await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=True)
+        raise MailboxNeedsReauthError(
+            f"Mailbox {mailbox.name} must be reconnected: {exc}", mailbox_id=mailbox_id
+        ) from exc
+    except ProviderError as exc:
+        await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=False)
+        raise SyncFailedError(
+            f"Syncing mailbox {mailbox.name} failed: {exc}. It will be retried.",
+            mailbox_id=mailbox_id,
+        ) from exc
+    finally:
+        await provider.aclose()
+        await _release(sessionmaker, mailbox_id, owner)
+    return run.counts
+
+
+async def _claim(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> Mailbox:
+    async with sessionmaker() as session:
+        await begin_write(session)
+        mailbox = await session.get(Mailbox, mailbox_id)
+        if mailbox is None:
+            raise NotFoundError(f"Mailbox {mailbox_id} does not exist.", mailbox_id=mailbox_id)
+        if mailbox.token_state == NEEDS_REAUTH:
+            raise MailboxNeedsReauthError(
+                f"Mailbox {mailbox.name} must be reconnected before it can sync: "
+                f"{mailbox.token_error or 'its authorisation was revoked'}.",
+                mailbox_id=mailbox_id,
+            )
+        now = utcnow()
+        claimed = await session.execute(
+            update(Mailbox)
+            .where(
+                Mailbox.id == mailbox_id,
+                or_(
+                    Mailbox.lease_owner.is_(None),
+                    Mailbox.lease_expires_at < now,
+                    Mailbox.lease_owner == owner,
+                ),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + LEASE, last_sync_started_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise SyncInProgressError(
+                f"Mailbox {mailbox.name} is being synced by {mailbox.lease_owner}; "
+                "try again later.",
+                mailbox_id=mailbox_id,
+            )
+        await session.commit()
+        return mailbox
+
+
+async def _renew(session: AsyncSession, mailbox_id: int, owner: str) -> None:
+    await session.execute(
+        update(Mailbox)
+        .where(Mailbox.id == mailbox_id, Mailbox.lease_owner == owner)
+        .values(lease_expires_at=utcnow() + LEASE)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _release(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> None:
+    async with sessionmaker() as session:
+        await begin_write(session)
+        await session.execute(
+            update(Mailbox)
+            .where(Mailbox.id == mailbox_id, Mailbox.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+
+
+class _MailboxSync:
+    """One run's state: the mailbox, its provider, the lease owner and the running counts."""
+
+    def __init__(
+        self,
+        sessionmaker: SessionMaker,
+        mailbox: Mailbox,
+        provider: MailProvider,
+        owner: str,
+        progress: Progress | None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.mailbox = mailbox
+        self.provider = provider
+        self.owner = owner
+        self.progress = progress
+        self.counts = SyncCounts()
+
+    async def pages(self, checkpoint: str | None) -> None:
+        page_token: str | None = None
+        while True:
+            page = await self.provider.list_changes(checkpoint, page_token)
+            new_refs = await self._unknown(page.refs)
+            self.counts.duplicates += len(page.refs) - len(new_refs)
+            fetched = await self._fetch_all(new_refs)
+            last_page = page.next_page_token is None
+            async with self.sessionmaker() as session:
+                await begin_write(session)
+                await self._store(session, fetched)
+                if last_page and page.checkpoint is not None:
+                    await session.execute(
+                        update(Mailbox)
+                        .where(Mailbox.id == self.mailbox.id)
+                        .values(sync_checkpoint=page.checkpoint)
+                        .execution_options(synchronize_session=False)
+                    )
+                await _renew(session, self.mailbox.id, self.owner)
+                await session.commit()
+            if self.progress:
+                self.progress(self.counts)
+            if last_page:
+                return
+            page_token = page.next_page_token
+
+    async def retry_failed(self) -> None:
+        """Messages that failed in earlier runs (and not in this one) get another try."""
+        async with self.sessionmaker() as session:
+            pending = list(
+                await session.scalars(
+                    select(SyncError.provider_message_id)
+                    .where(SyncError.mailbox_id == self.mailbox.id, SyncError.resolved_at.is_(None))
+                    .order_by(SyncError.id)
+                    .limit(RETRY_FAILED_PER_RUN)
+                )
+            )
+        refs = await self._unknown([MessageRef(p) for p in pending])
+        fetched = [f for f in await self._fetch_all(refs) if f.message is not None]
+        if not fetched:
+            return
+        async with self.sessionmaker() as session:
+            await begin_write(session)
+            await self._store(session, fetched)
+            await session.commit()
+
+    async def _unknown(self, refs: list[MessageRef]) -> list[MessageRef]:
+        """The refs not stored yet (as messages or in quarantine): only those are downloaded."""
+        if not refs:
+            return []
+        ids = [r.provider_message_id for r in refs]
+        mailbox_id = self.mailbox.id
+        async with self.sessionmaker() as session:
+            known = set(
+                await session.scalars(
+                    select(Message.provider_message_id).where(
+                        Message.mailbox_id == mailbox_id, Message.provider_message_id.in_(ids)
+                    )
+                )
+            )
+            known |= set(
+                await session.scalars(
+                    select(QuarantinedMessage.provider_message_id).where(
+                        QuarantinedMessage.mailbox_id == mailbox_id,
+                        QuarantinedMessage.provider_message_id.in_(ids),
+                    )
+                )
+            )
+        return [r for r in refs if r.provider_message_id not in known]
+
+    async def _fetch_all(self, refs: list[MessageRef]) -> list[_Fetched]:
+        semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+        async def fetch(ref: MessageRef) -> _Fetched:
+            async with semaphore:
+                try:
+                    return _Fetched(ref, await self.provider.fetch(ref), None)
+                except MessageFetchError as exc:
+                    return _Fetched(ref, None, str(exc))
+
+        results = await asyncio.gather(*(fetch(ref) for ref in refs))
+        # Oldest first, so that a reply finds the message it answers when both are in one page.
+        return sorted(results, key=_arrival)
+
+    async def _store(self, session: AsyncSession, fetched: list[_Fetched]) -> None:
+        mailbox = await session.get_one(Mailbox, self.mailbox.id)
+        for item in fetched:
+            provider_id = item.ref.provider_message_id
+            if item.message is None:
+                await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
+                self.counts.errors += 1
+                continue
+            self.counts.fetched += 1
+            self.counts.add(await ingest_message(session, mailbox, _incoming(item.message)))
+            await _resolve_sync_error(session, mailbox.id, provider_id)
+
+
+def _arrival(item: _Fetched) -> tuple[bool, datetime]:
+    received = item.message.received_at if item.message else None
+    return (received is None, received or datetime.max.replace(tzinfo=UTC))
+
+
+def _incoming(message: FetchedMessage) -> IncomingMessage:
+    return IncomingMessage(
+        raw=message.raw,
+        provider_message_id=message.ref.provider_message_id,
+        provider_thread_id=message.ref.thread_id,
+        received_at=message.received_at,
+        sent_by_mailbox=message.sent_by_mailbox,
+    )
+
+
+async def _record_sync_error(
+    session: AsyncSession, mailbox_id: int, provider_id: str, error: str
+) -> None:
+    existing = await session.scalar(
+        select(SyncError).where(
+            SyncError.mailbox_id == mailbox_id, SyncError.provider_message_id == provider_id
+        )
+    )
+    if existing is None:
+        session.add(SyncError(mailbox_id=mailbox_id, provider_message_id=provider_id, error=error))
+    else:
+        existing.attempts += 1
+        existing.error = error
+        existing.last_attempt_at = utcnow()
+        existing.resolved_at = None
+    await session.flush()
+
+
+async def _resolve_sync_error(session: AsyncSession, mailbox_id: int, provider_id: str) -> None:
+    await session.execute(
+        update(SyncError)
+        .where(
+            SyncError.mailbox_id == mailbox_id,
+            SyncError.provider_message_id == provider_id,
+            SyncError.resolved_at.is_(None),
+        )
+        .values(resolved_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _record_success(sessionmaker: SessionMaker, mailbox_id: int, counts: SyncCounts) -> None:
+    async with sessionmaker() as session:
+        await begin_write(session)
+        mailbox = await session.get_one(Mailbox, mailbox_id)
+        mailbox.last_sync_succeeded_at = utcnow()
+        mailbox.consecutive_errors = 0
+        mailbox.last_error = None
+        activity.record(
+            session,
+            SYNC_ACTOR,
+            "mailbox.synced",
+            details={"mailbox_id": mailbox_id, **counts.as_dict()},
+        )
+        await session.commit()
+
+
+async def _record_failure(
+    sessionmaker: SessionMaker, mailbox_id: int, error: str, *, needs_reauth: bool
+) -> None:
+    async with sessionmaker() as session:
+        await begin_write(session)
+        mailbox = await session.get_one(Mailbox, mailbox_id)
+        mailbox.consecutive_errors += 1
+        mailbox.last_error = error
+        if needs_reauth:
+            mailbox.token_state = NEEDS_REAUTH
+            mailbox.token_error = error
+        activity.record(
+            session,
+            SYNC_ACTOR,
+            "mailbox.sync_failed",
+            details={"mailbox_id": mailbox_id, "error": error, "needs_reauth": needs_reauth},
+        )
+        await session.commit()
