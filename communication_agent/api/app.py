@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.secret_key = secret_key
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
-            app.state.provider_opener = provider_opener(settings)
+            app.state.provider_opener = provider_opener(settings, secret_key.get_secret_value())
             log.info("started", database=settings.database_display, schema=status.head)
             yield
         finally:

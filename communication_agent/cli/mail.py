@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.factory import provider_opener
 from communication_agent.cli.runtime import load_settings, reported_errors
-from communication_agent.core.config import Settings
+from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.migrations import ensure_schema
 from communication_agent.services import mailboxes, sync
@@ -47,7 +47,7 @@ async def _sync_all(
     show: Callable[[SyncCounts], None],
 ) -> SyncCounts:
     total = SyncCounts()
-    opener = provider_opener(settings)
+    opener = provider_opener(settings, load_secret_key(settings).get_secret_value())
     for mailbox_id in ids:
         base = SyncCounts(**{k: getattr(total, k) for k in total.as_dict()})
 

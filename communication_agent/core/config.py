@@ -48,6 +48,20 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["auto", "console", "json"] = "auto"
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    sync_interval_seconds: int | None = Field(
+        default=None, ge=5, description="Poll every mailbox this often in serve and worker."
+    )
+    gmail_api_url: str = "https://gmail.googleapis.com/gmail/v1"
+    google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+    gmail_query: str = Field(
+        default="(in:inbox -category:promotions -category:social) OR in:sent",
+        description="Which mail the first sync reads (Gmail search syntax).",
+    )
+    gmail_sync_window_days: int = Field(default=30, ge=1, le=3650)
+    gmail_page_size: int = Field(default=500, ge=1, le=500, description="Ids per list request.")
     page_size_default: int = Field(default=50, ge=1, le=500)
 
     @cached_property

@@ -60,6 +60,14 @@ class ActorType(StrEnum):
     SYSTEM = "system"
 
 
+class TokenState(StrEnum):
+    """Whether a mailbox's stored authorisation works: `none` for providers without one."""
+
+    NONE = "none"
+    OK = "ok"
+    NEEDS_REAUTH = "needs_reauth"
+
+
 class MailProvider(StrEnum):
     GMAIL = "gmail"
     LOCAL = "local"

@@ -12,9 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from communication_agent.core.db import begin_write
 from communication_agent.models import Mailbox, QuarantinedMessage, SyncError
 from communication_agent.models.base import utcnow
-from communication_agent.models.enums import MailProvider
+from communication_agent.models.enums import MailProvider, TokenState
 from communication_agent.services import activity
 from communication_agent.services.actors import Actor
+from communication_agent.services.credentials import encrypt_credentials
 from communication_agent.services.errors import InvalidInputError, NotFoundError
 from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
 from communication_agent.services.users import normalise_email
@@ -136,3 +137,36 @@ async def list_quarantine(
     return Page(
         items=items, next_cursor=encode_id_cursor(items[-1].id) if len(rows) > limit else None
     )
+
+
+async def connect_gmail(
+    session: AsyncSession, actor: Actor, *, address: str, refresh_token: str, secret_key: str
+) -> Mailbox:
+    """Create the Gmail mailbox for `address`, or reconnect it: new grant, health reset."""
+    await begin_write(session)
+    address = normalise_email(address)
+    blob = encrypt_credentials(secret_key, {"refresh_token": refresh_token})
+    mailbox = await session.scalar(
+        select(Mailbox).where(
+            Mailbox.provider == MailProvider.GMAIL.value, Mailbox.address == address
+        )
+    )
+    action = "mailbox.reconnected"
+    if mailbox is None:
+        mailbox = Mailbox(name=address, address=address, provider=MailProvider.GMAIL.value)
+        session.add(mailbox)
+        action = "mailbox.created"
+    mailbox.credentials = blob
+    mailbox.token_state = TokenState.OK.value
+    mailbox.token_error = None
+    mailbox.consecutive_errors = 0
+    mailbox.is_active = True
+    await session.flush()
+    activity.record(
+        session,
+        actor,
+        action,
+        details={"mailbox_id": mailbox.id, "provider": "gmail", "address": address},
+    )
+    await session.commit()
+    return mailbox

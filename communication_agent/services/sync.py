@@ -36,6 +36,7 @@ from communication_agent.adapters.mail_provider import (
 from communication_agent.core.db import begin_write
 from communication_agent.models import Mailbox, Message, QuarantinedMessage, SyncError
 from communication_agent.models.base import utcnow
+from communication_agent.models.enums import TokenState
 from communication_agent.services import activity
 from communication_agent.services.errors import ConflictError, DomainError, NotFoundError
 from communication_agent.services.ingestion import (
@@ -48,7 +49,7 @@ from communication_agent.services.ingestion import (
 LEASE = timedelta(minutes=10)
 FETCH_CONCURRENCY = 8
 RETRY_FAILED_PER_RUN = 100
-NEEDS_REAUTH = "needs_reauth"
+NEEDS_REAUTH = TokenState.NEEDS_REAUTH.value
 
 Progress = Callable[[SyncCounts], None]
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -85,9 +86,10 @@ async def sync_mailbox(
 ) -> SyncCounts:
     """Run one sync of the mailbox; see the module docstring for the guarantees."""
     mailbox = await _claim(sessionmaker, mailbox_id, owner)
-    provider = await open_provider(mailbox)
-    run = _MailboxSync(sessionmaker, mailbox, provider, owner, progress)
+    provider: MailProvider | None = None
     try:
+        provider = await open_provider(mailbox)
+        run = _MailboxSync(sessionmaker, mailbox, provider, owner, progress)
         try:
             await run.pages(mailbox.sync_checkpoint)
         except CheckpointExpiredError:
@@ -106,7 +108,8 @@ async def sync_mailbox(
             mailbox_id=mailbox_id,
         ) from exc
     finally:
-        await provider.aclose()
+        if provider is not None:
+            await provider.aclose()
         await _release(sessionmaker, mailbox_id, owner)
     return run.counts
 
@@ -185,6 +188,7 @@ class _MailboxSync:
         self.owner = owner
         self.progress = progress
         self.counts = SyncCounts()
+        self.failed_this_run: set[str] = set()
 
     async def pages(self, checkpoint: str | None) -> None:
         page_token: str | None = None
@@ -223,7 +227,8 @@ class _MailboxSync:
                     .limit(RETRY_FAILED_PER_RUN)
                 )
             )
-        refs = await self._unknown([MessageRef(p) for p in pending])
+        retry = [MessageRef(p) for p in pending if p not in self.failed_this_run]
+        refs = await self._unknown(retry)
         fetched = [f for f in await self._fetch_all(refs) if f.message is not None]
         if not fetched:
             return
@@ -275,6 +280,7 @@ class _MailboxSync:
         for item in fetched:
             provider_id = item.ref.provider_message_id
             if item.message is None:
+                self.failed_this_run.add(provider_id)
                 await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
                 self.counts.errors += 1
                 continue

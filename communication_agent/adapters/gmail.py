@@ -1,0 +1,238 @@
+"""Gmail over its REST API (v1), with httpx.
+
+- First sync: `messages.list` over the configured query and window, newest first, paged; the
+  checkpoint is the mailbox's `historyId` read *before* listing, so anything arriving meanwhile
+  is picked up by the next incremental sync.
+- Incremental sync: `history.list` (messageAdded) from the stored `historyId`; a 404 means the
+  id expired, reported as `CheckpointExpiredError` (the sync then resyncs fully).
+- Fetching: `messages.get?format=raw`; the SENT label marks mail the mailbox sent.
+- Rate limits (429, 403 rateLimitExceeded/userRateLimitExceeded) and 5xx are retried with
+  backoff and `Retry-After`; a 401 refreshes the access token once; OAuth `invalid_grant`
+  becomes `ReauthorisationRequiredError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from communication_agent.adapters.google_oauth import AccessTokens
+from communication_agent.adapters.http_retry import RetryPolicy, Sleep, default_sleep
+from communication_agent.adapters.mail_provider import (
+    ChangePage,
+    CheckpointExpiredError,
+    FetchedMessage,
+    MailboxProfile,
+    MessageFetchError,
+    MessageRef,
+    ProviderError,
+    ProviderUnavailableError,
+    ReauthorisationRequiredError,
+)
+
+SKIPPED_LABELS = {"DRAFT", "SPAM", "TRASH", "CHAT", "CATEGORY_PROMOTIONS", "CATEGORY_SOCIAL"}
+RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
+
+
+class _NotFoundError(ProviderError):
+    pass
+
+
+class GmailProvider:
+    def __init__(
+        self,
+        *,
+        api_url: str,
+        tokens: AccessTokens,
+        query: str,
+        window_days: int,
+        page_size: int = 500,
+        retry: RetryPolicy | None = None,
+        sleep: Sleep = default_sleep,
+        timeout: float = 30.0,
+    ) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.tokens = tokens
+        self.query = query
+        self.window_days = window_days
+        self.page_size = page_size
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=16))
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def profile(self) -> MailboxProfile:
+        body = await self._call("GET", "/users/me/profile")
+        return MailboxProfile(
+            address=str(body["emailAddress"]).lower(), checkpoint=str(body["historyId"])
+        )
+
+    async def list_changes(self, checkpoint: str | None, page_token: str | None) -> ChangePage:
+        if checkpoint is None:
+            return await self._list_recent(page_token)
+        return await self._list_history(checkpoint, page_token)
+
+    async def _list_recent(self, page_token: str | None) -> ChangePage:
+        state = (
+            json.loads(page_token) if page_token else {"history": (await self.profile()).checkpoint}
+        )
+        params: dict[str, Any] = {
+            "q": f"({self.query}) newer_than:{self.window_days}d",
+            "maxResults": self.page_size,
+        }
+        if state.get("gmail"):
+            params["pageToken"] = state["gmail"]
+        body = await self._call("GET", "/users/me/messages", params=params)
+        refs = [MessageRef(m["id"], m.get("threadId")) for m in body.get("messages", [])]
+        next_token = body.get("nextPageToken")
+        ours = (
+            json.dumps({"history": state["history"], "gmail": next_token}) if next_token else None
+        )
+        return ChangePage(refs=refs, next_page_token=ours, checkpoint=state["history"])
+
+    async def _list_history(self, checkpoint: str, page_token: str | None) -> ChangePage:
+        params: dict[str, Any] = {
+            "startHistoryId": checkpoint,
+            "historyTypes": "messageAdded",
+            "maxResults": self.page_size,
+        }
+        if page_token:
+            params["pageToken"] = page_token
+        try:
+            body = await self._call("GET", "/users/me/history", params=params)
+        except _NotFoundError as exc:
+            raise CheckpointExpiredError(f"history id {checkpoint} has expired") from exc
+        refs: list[MessageRef] = []
+        seen: set[str] = set()
+        for record in body.get("history", []):
+            for added in record.get("messagesAdded", []):
+                message = added.get("message", {})
+                if message.get("id") in seen or SKIPPED_LABELS & set(message.get("labelIds", [])):
+                    continue
+                seen.add(message["id"])
+                refs.append(MessageRef(message["id"], message.get("threadId")))
+        return ChangePage(
+            refs=refs, next_page_token=body.get("nextPageToken"), checkpoint=str(body["historyId"])
+        )
+
+    async def fetch(self, ref: MessageRef) -> FetchedMessage:
+        try:
+            body = await self._call(
+                "GET", f"/users/me/messages/{ref.provider_message_id}", params={"format": "raw"}
+            )
+        except _NotFoundError as exc:
+            raise MessageFetchError(f"message {ref.provider_message_id} no longer exists") from exc
+        except ProviderUnavailableError as exc:
+            raise MessageFetchError(f"message {ref.provider_message_id}: {exc}") from exc
+        raw_text = str(body.get("raw", ""))
+        try:
+            raw = base64.urlsafe_b64decode(raw_text + "=" * (-len(raw_text) % 4))
+        except ValueError as exc:
+            raise MessageFetchError(
+                f"message {ref.provider_message_id}: undecodable raw data"
+            ) from exc
+        labels = list(body.get("labelIds", []))
+        received = _from_millis(body.get("internalDate"))
+        return FetchedMessage(
+            ref=MessageRef(ref.provider_message_id, body.get("threadId") or ref.thread_id),
+            raw=raw,
+            received_at=received,
+            sent_by_mailbox="SENT" in labels,
+            labels=labels,
+        )
+
+    async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
+        payload: dict[str, Any] = {"raw": base64.urlsafe_b64encode(raw).decode()}
+        if thread_id:
+            payload["threadId"] = thread_id
+        body = await self._call("POST", "/users/me/messages/send", json_body=payload)
+        return MessageRef(str(body["id"]), body.get("threadId"))
+
+    async def _call(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: Any = None
+    ) -> dict[str, Any]:
+        """One API call with retries; see the module docstring for the policy."""
+        refreshed = False
+        last = "no attempt made"
+        for attempt in range(self.retry.attempts):
+            token = await self.tokens.current(self.http, force_refresh=False)
+            try:
+                response = await self.http.request(
+                    method,
+                    self.api_url + path,
+                    params=params,
+                    json=json_body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            except httpx.TimeoutException:
+                last = "timed out"
+                await self.sleep(self.retry.backoff(attempt))
+                continue
+            except httpx.TransportError as exc:
+                last = f"connection failed ({type(exc).__name__})"
+                await self.sleep(self.retry.backoff(attempt))
+                continue
+            if response.status_code == 200:
+                return _json(response)
+            reason = _error_reason(response)
+            last = f"HTTP {response.status_code} {reason}".strip()
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                await self.tokens.current(self.http, force_refresh=True)
+                continue
+            if response.status_code == 401:
+                raise ReauthorisationRequiredError("Gmail refused a freshly refreshed access token")
+            if response.status_code == 404:
+                raise _NotFoundError(last)
+            if _retryable(response.status_code, reason):
+                await self.sleep(self.retry.delay_for(response, attempt))
+                continue
+            raise ProviderError(f"Gmail answered {last}: {_error_message(response)}")
+        raise ProviderUnavailableError(
+            f"Gmail did not answer after {self.retry.attempts} attempts ({last})"
+        )
+
+
+def _retryable(status: int, reason: str) -> bool:
+    return status == 429 or status >= 500 or (status == 403 and reason in RATE_LIMIT_REASONS)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise ProviderUnavailableError("Gmail answered with invalid JSON") from exc
+    if not isinstance(body, dict):
+        raise ProviderUnavailableError("Gmail answered with an unexpected JSON shape")
+    return body
+
+
+def _error_detail(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, dict) else {}
+
+
+def _error_reason(response: httpx.Response) -> str:
+    errors = _error_detail(response).get("errors") or [{}]
+    return str(errors[0].get("reason", "")) if isinstance(errors, list) and errors else ""
+
+
+def _error_message(response: httpx.Response) -> str:
+    return str(_error_detail(response).get("message", response.reason_phrase))
+
+
+def _from_millis(value: object) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(str(value)) / 1000, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None

@@ -1,0 +1,476 @@
+"""A Gmail v1 API and Google OAuth token endpoint on loopback, for tests and benchmarks.
+
+It speaks the real wire format: the paths, parameters and JSON shapes of `users.getProfile`,
+`users.messages.list/get/send` and `users.history.list` as the Gmail v1 discovery document
+defines them (unknown or malformed parameters are refused with Google's 400 body, so an adapter
+sending the wrong shape fails here as it would against Google), base64url `raw`, string
+`historyId`s and `internalDate`s, page tokens, and Google's error bodies. Faults are injected
+per route: 429 with Retry-After, 5xx, slow responses, 401 for a revoked access token, OAuth
+`invalid_grant`, and 404 for an expired history id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.live_server import free_port
+
+# Query parameters each method accepts (from the discovery document), plus the standard ones.
+STANDARD_PARAMS = {
+    "alt",
+    "fields",
+    "key",
+    "oauth_token",
+    "prettyPrint",
+    "quotaUser",
+    "uploadType",
+    "upload_protocol",
+    "$.xgafv",
+    "access_token",
+    "callback",
+}
+ACCEPTED = {
+    "profile": set(),
+    "messages.list": {"includeSpamTrash", "labelIds", "maxResults", "pageToken", "q"},
+    "messages.get": {"format", "metadataHeaders"},
+    "history.list": {"historyTypes", "labelId", "maxResults", "pageToken", "startHistoryId"},
+    "messages.send": set(),
+}
+FORMATS = {"full", "metadata", "minimal", "raw"}
+HISTORY_TYPES = {"labelAdded", "labelRemoved", "messageAdded", "messageDeleted"}
+MAX_RESULTS = 500
+
+
+def google_error(
+    code: int, message: str, reason: str, status: str, domain: str = "global"
+) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+            "status": status,
+        }
+    }
+
+
+ERRORS = {
+    400: ("Invalid value", "invalidArgument", "INVALID_ARGUMENT", "global"),
+    401: (
+        "Request had invalid authentication credentials.",
+        "authError",
+        "UNAUTHENTICATED",
+        "global",
+    ),
+    403: ("User-rate limit exceeded.", "userRateLimitExceeded", "PERMISSION_DENIED", "usageLimits"),
+    404: ("Requested entity was not found.", "notFound", "NOT_FOUND", "global"),
+    429: (
+        "Too many concurrent requests for user.",
+        "rateLimitExceeded",
+        "RESOURCE_EXHAUSTED",
+        "usageLimits",
+    ),
+    500: ("Backend Error", "backendError", "INTERNAL", "global"),
+    503: ("The service is currently unavailable.", "backendError", "UNAVAILABLE", "global"),
+}
+
+
+def error_response(code: int, message: str | None = None) -> JSONResponse:
+    default, reason, status, domain = ERRORS[code]
+    return JSONResponse(
+        google_error(code, message or default, reason, status, domain), status_code=code
+    )
+
+
+@dataclass
+class Fault:
+    """Answer requests to `route` (e.g. "messages.get") with `status`, `times` times."""
+
+    route: str
+    status: int | None = None
+    times: int = 1
+    retry_after: str | None = None
+    delay: float = 0.0
+    message_id: str | None = None  # only for this message (messages.get)
+
+
+@dataclass
+class StoredMessage:
+    id: str
+    thread_id: str
+    raw: bytes
+    labels: list[str]
+    internal_date_ms: int
+    history_id: int
+
+
+@dataclass
+class GmailState:
+    address: str = "support@company.example"
+    client_id: str = "test-client-id.apps.googleusercontent.com"
+    client_secret: str = "test-client-secret"
+    messages: dict[str, StoredMessage] = field(default_factory=dict)
+    history_id: int = 1000
+    oldest_history_id: int = 0
+    refresh_tokens: set[str] = field(default_factory=set)
+    access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch)
+    auth_codes: dict[str, str] = field(default_factory=dict)  # code -> refresh token
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
+    token_lifetime: int = 3600
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class GmailTestServer:
+    """Start with `with GmailTestServer() as gmail:`; `gmail.api_url` and `gmail.token_url`."""
+
+    def __init__(self) -> None:
+        self.state = GmailState()
+        self._ids = itertools.count(1)
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.api_url = f"{self.base_url}/gmail/v1"
+        self.token_url = f"{self.base_url}/token"
+        self.auth_url = f"{self.base_url}/o/oauth2/auth"
+        config = uvicorn.Config(
+            _build_app(self), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> GmailTestServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("Gmail test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    # --- arranging the mailbox -------------------------------------------------------------
+
+    def add_message(
+        self,
+        raw: bytes,
+        *,
+        thread_id: str | None = None,
+        labels: tuple[str, ...] = ("INBOX",),
+        internal_date_ms: int | None = None,
+    ) -> StoredMessage:
+        with self.state.lock:
+            self.state.history_id += 7  # history ids increase with gaps, as Google's do
+            n = next(self._ids)
+            message = StoredMessage(
+                id=f"{n:016x}",
+                thread_id=thread_id or f"{n:016x}",
+                raw=raw,
+                labels=list(labels),
+                internal_date_ms=internal_date_ms or int(time.time() * 1000) - 1000 * (10_000 - n),
+                history_id=self.state.history_id,
+            )
+            self.state.messages[message.id] = message
+            return message
+
+    def issue_refresh_token(self) -> str:
+        token = "1//" + secrets.token_urlsafe(24)
+        self.state.refresh_tokens.add(token)
+        return token
+
+    def revoke_all_tokens(self) -> None:
+        self.state.refresh_tokens.clear()
+        self.state.access_tokens.clear()
+
+    def expire_access_tokens(self) -> None:
+        """Access tokens stop working before their stated expiry (as after a password change)."""
+        self.state.access_tokens.clear()
+
+    def expire_history(self) -> None:
+        self.state.oldest_history_id = self.state.history_id
+
+    def inject(self, fault: Fault) -> None:
+        self.state.faults.append(fault)
+
+    def calls(self, route: str) -> int:
+        return sum(1 for name, _path, _query in self.state.requests if name == route)
+
+
+def _build_app(server: GmailTestServer) -> Starlette:
+    state = server.state
+
+    async def apply_fault(route: str, message_id: str | None = None) -> Response | None:
+        for fault in list(state.faults):
+            if fault.route != route or (fault.message_id and fault.message_id != message_id):
+                continue
+            fault.times -= 1
+            if fault.times <= 0:
+                state.faults.remove(fault)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            if fault.status is None:
+                return None
+            response = error_response(fault.status)
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = fault.retry_after
+            return response
+        return None
+
+    def check_params(route: str, request: Request) -> Response | None:
+        query = {k: request.query_params.getlist(k) for k in request.query_params}
+        state.requests.append((route, request.url.path, query))
+        for name in query:
+            if name not in ACCEPTED[route] and name not in STANDARD_PARAMS:
+                return error_response(
+                    400,
+                    f"Invalid JSON payload received. Unknown name \"{name}\": Cannot bind query parameter. Field '{name}' could not be found in request message.",
+                )
+        if "maxResults" in query:
+            value = query["maxResults"][-1]
+            if not value.isdigit() or not 0 < int(value) <= MAX_RESULTS:
+                return error_response(400, f"Invalid value for maxResults: {value}")
+        if route == "messages.get" and query.get("format", ["full"])[-1] not in FORMATS:
+            return error_response(400, "Invalid value at 'format'")
+        if route == "history.list":
+            if not query.get("startHistoryId") or not query["startHistoryId"][-1].isdigit():
+                return error_response(400, "Invalid startHistoryId")
+            if any(t not in HISTORY_TYPES for t in query.get("historyTypes", [])):
+                return error_response(400, "Invalid value at 'history_types'")
+        return None
+
+    def authorised(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip()
+        expiry = state.access_tokens.get(token)
+        return expiry is not None and expiry > time.time()
+
+    async def guard(route: str, request: Request, message_id: str | None = None) -> Response | None:
+        problem = check_params(route, request)
+        if problem is not None:
+            return problem
+        fault = await apply_fault(route, message_id)
+        if fault is not None:
+            return fault
+        if not authorised(request):
+            return error_response(401)
+        if request.path_params.get("user") not in ("me", state.address):
+            return error_response(403, "Delegation denied")
+        return None
+
+    async def profile(request: Request) -> Response:
+        if (problem := await guard("profile", request)) is not None:
+            return problem
+        return JSONResponse(
+            {
+                "emailAddress": state.address,
+                "messagesTotal": len(state.messages),
+                "threadsTotal": len({m.thread_id for m in state.messages.values()}),
+                "historyId": str(state.history_id),
+            }
+        )
+
+    def visible(message: StoredMessage, request: Request) -> bool:
+        if request.query_params.get("includeSpamTrash", "false") != "true" and {
+            "SPAM",
+            "TRASH",
+        } & set(message.labels):
+            return False
+        q = request.query_params.get("q", "")
+        for category in re.findall(r"-category:(\w+)", q):
+            if f"CATEGORY_{category.upper()}" in message.labels:
+                return False
+        labels = request.query_params.getlist("labelIds")
+        return all(label in message.labels for label in labels)
+
+    async def list_messages(request: Request) -> Response:
+        if (problem := await guard("messages.list", request)) is not None:
+            return problem
+        size = int(request.query_params.get("maxResults", "100"))
+        ordered = sorted(
+            (m for m in state.messages.values() if visible(m, request)),
+            key=lambda m: m.internal_date_ms,
+            reverse=True,
+        )
+        start = _offset(request.query_params.get("pageToken"))
+        if start is None:
+            return error_response(400, "Invalid pageToken")
+        page = ordered[start : start + size]
+        body: dict[str, Any] = {"resultSizeEstimate": len(ordered)}
+        if page:
+            body["messages"] = [{"id": m.id, "threadId": m.thread_id} for m in page]
+        if start + size < len(ordered):
+            body["nextPageToken"] = _token(start + size)
+        return JSONResponse(body)
+
+    async def get_message(request: Request) -> Response:
+        message_id = request.path_params["id"]
+        if (problem := await guard("messages.get", request, message_id)) is not None:
+            return problem
+        message = state.messages.get(message_id)
+        if message is None:
+            return error_response(404)
+        body: dict[str, Any] = {
+            "id": message.id,
+            "threadId": message.thread_id,
+            "labelIds": message.labels,
+            "snippet": "",
+            "historyId": str(message.history_id),
+            "internalDate": str(message.internal_date_ms),
+            "sizeEstimate": len(message.raw),
+        }
+        if request.query_params.get("format", "full") == "raw":
+            body["raw"] = base64.urlsafe_b64encode(message.raw).decode()
+        return JSONResponse(body)
+
+    async def list_history(request: Request) -> Response:
+        if (problem := await guard("history.list", request)) is not None:
+            return problem
+        start_id = int(request.query_params["startHistoryId"])
+        if start_id < state.oldest_history_id:
+            return error_response(404)
+        size = int(request.query_params.get("maxResults", "100"))
+        added = sorted(
+            (m for m in state.messages.values() if m.history_id > start_id),
+            key=lambda m: m.history_id,
+        )
+        offset = _offset(request.query_params.get("pageToken"))
+        if offset is None:
+            return error_response(400, "Invalid pageToken")
+        page = added[offset : offset + size]
+        body: dict[str, Any] = {"historyId": str(state.history_id)}
+        if page:
+            body["history"] = [
+                {
+                    "id": str(m.history_id),
+                    "messages": [{"id": m.id, "threadId": m.thread_id}],
+                    "messagesAdded": [
+                        {"message": {"id": m.id, "threadId": m.thread_id, "labelIds": m.labels}}
+                    ],
+                }
+                for m in page
+            ]
+        if offset + size < len(added):
+            body["nextPageToken"] = _token(offset + size)
+        return JSONResponse(body)
+
+    async def send_message(request: Request) -> Response:
+        if (problem := await guard("messages.send", request)) is not None:
+            return problem
+        try:
+            payload = await request.json()
+            raw = base64.urlsafe_b64decode(payload["raw"] + "=" * (-len(payload["raw"]) % 4))
+        except (ValueError, KeyError, TypeError):
+            return error_response(
+                400,
+                "'raw' RFC822 payload message string or uploading message via /upload/* URL required",
+            )
+        sent = server.add_message(raw, thread_id=payload.get("threadId"), labels=("SENT",))
+        return JSONResponse({"id": sent.id, "threadId": sent.thread_id, "labelIds": sent.labels})
+
+    async def token(request: Request) -> Response:
+        form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
+        client_id, client_secret = _client_credentials(request, form)
+        state.requests.append(
+            (
+                "token",
+                "/token",
+                {
+                    k: [str(v)]
+                    for k, v in form.items()
+                    if k not in {"refresh_token", "code", "client_secret"}
+                },
+            )
+        )
+        fault = await apply_fault("token")
+        if fault is not None:
+            return fault
+        if client_id != state.client_id or client_secret != state.client_secret:
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "The OAuth client was not found."},
+                status_code=401,
+            )
+        grant = form.get("grant_type")
+        if grant == "refresh_token":
+            if form.get("refresh_token") not in state.refresh_tokens:
+                return JSONResponse(
+                    {
+                        "error": "invalid_grant",
+                        "error_description": "Token has been expired or revoked.",
+                    },
+                    status_code=400,
+                )
+            refresh = None
+        elif grant == "authorization_code":
+            refresh = state.auth_codes.pop(str(form.get("code")), None)
+            if refresh is None:
+                return JSONResponse(
+                    {"error": "invalid_grant", "error_description": "Bad Request"}, status_code=400
+                )
+        else:
+            return JSONResponse(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": f"Invalid grant_type: {grant}",
+                },
+                status_code=400,
+            )
+        access = "ya29." + secrets.token_urlsafe(24)
+        state.access_tokens[access] = time.time() + state.token_lifetime
+        body = {
+            "access_token": access,
+            "expires_in": state.token_lifetime,
+            "token_type": "Bearer",
+            "scope": "https://www.googleapis.com/auth/gmail.readonly https://www.googleapis.com/auth/gmail.send",
+        }
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        return JSONResponse(body)
+
+    routes = [
+        Route("/gmail/v1/users/{user}/profile", profile),
+        Route("/gmail/v1/users/{user}/messages", list_messages),
+        Route("/gmail/v1/users/{user}/messages/send", send_message, methods=["POST"]),
+        Route("/gmail/v1/users/{user}/messages/{id}", get_message),
+        Route("/gmail/v1/users/{user}/history", list_history),
+        Route("/token", token, methods=["POST"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def _client_credentials(request: Request, form: Any) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    if header.startswith("Basic "):
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return unquote(user), unquote(password)
+    return str(form.get("client_id", "")), str(form.get("client_secret", ""))
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+
+
+def _offset(token: str | None) -> int | None:
+    if token is None:
+        return 0
+    try:
+        return int(json.loads(base64.urlsafe_b64decode(token))["o"])
+    except (ValueError, KeyError, TypeError):
+        return None
