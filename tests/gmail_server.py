@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 import re
@@ -130,7 +131,9 @@ class GmailState:
     oldest_history_id: int = 0
     refresh_tokens: set[str] = field(default_factory=set)
     access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expiry (epoch)
-    auth_codes: dict[str, str] = field(default_factory=dict)  # code -> refresh token
+    # code -> (refresh token, PKCE challenge, redirect uri)
+    auth_codes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    consent_requests: list[dict[str, str]] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     token_lifetime: int = 3600
@@ -153,6 +156,7 @@ class GmailTestServer:
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.deny_consent = False
 
     def __enter__(self) -> GmailTestServer:
         self._thread.start()
@@ -419,11 +423,17 @@ def _build_app(server: GmailTestServer) -> Starlette:
                 )
             refresh = None
         elif grant == "authorization_code":
-            refresh = state.auth_codes.pop(str(form.get("code")), None)
-            if refresh is None:
+            issued = state.auth_codes.pop(str(form.get("code")), None)
+            verifier = str(form.get("code_verifier", ""))
+            if (
+                issued is None
+                or _s256(verifier) != issued[1]
+                or form.get("redirect_uri") != issued[2]
+            ):
                 return JSONResponse(
                     {"error": "invalid_grant", "error_description": "Bad Request"}, status_code=400
                 )
+            refresh = issued[0]
         else:
             return JSONResponse(
                 {
@@ -444,7 +454,43 @@ def _build_app(server: GmailTestServer) -> Starlette:
             body["refresh_token"] = refresh
         return JSONResponse(body)
 
+    async def consent(request: Request) -> Response:
+        """Google's consent screen, where the user always says yes (or no, if told to)."""
+        params = dict(request.query_params)
+        state.consent_requests.append(params)
+        required = {
+            "client_id",
+            "redirect_uri",
+            "response_type",
+            "scope",
+            "state",
+            "code_challenge",
+            "code_challenge_method",
+        }
+        if (
+            not required <= params.keys()
+            or params["client_id"] != state.client_id
+            or params["code_challenge_method"] != "S256"
+        ):
+            return JSONResponse({"error": "invalid_request"}, status_code=400)
+        target = params["redirect_uri"]
+        separator = "&" if "?" in target else "?"
+        if server.deny_consent:
+            return Response(
+                status_code=302,
+                headers={
+                    "Location": f"{target}{separator}error=access_denied&state={params['state']}"
+                },
+            )
+        code = "4/" + secrets.token_urlsafe(16)
+        state.auth_codes[code] = (server.issue_refresh_token(), params["code_challenge"], target)
+        return Response(
+            status_code=302,
+            headers={"Location": f"{target}{separator}code={code}&state={params['state']}"},
+        )
+
     routes = [
+        Route("/o/oauth2/auth", consent),
         Route("/gmail/v1/users/{user}/profile", profile),
         Route("/gmail/v1/users/{user}/messages", list_messages),
         Route("/gmail/v1/users/{user}/messages/send", send_message, methods=["POST"]),
@@ -474,3 +520,8 @@ def _offset(token: str | None) -> int | None:
         return int(json.loads(base64.urlsafe_b64decode(token))["o"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -8,6 +8,7 @@ import httpx
 from authlib.oauth2.rfc6749 import OAuth2Token
 
 from communication_agent.adapters.gmail import GmailProvider
+from communication_agent.adapters.gmail_authorizer import GmailAuthorizer
 from communication_agent.adapters.google_oauth import AccessTokens, GoogleOAuthClient
 from communication_agent.adapters.http_retry import RetryPolicy
 from communication_agent.adapters.local_folder import LocalFolderProvider
@@ -17,6 +18,7 @@ from communication_agent.adapters.mail_provider import (
     ProviderOpener,
     ReauthorisationRequiredError,
 )
+from communication_agent.adapters.mailbox_authorizer import MailboxAuthorizer
 from communication_agent.core.config import Settings
 from communication_agent.models import Mailbox
 from communication_agent.models.enums import MailProvider as ProviderKind
@@ -35,6 +37,10 @@ def google_oauth_client(settings: Settings) -> GoogleOAuthClient:
         auth_url=settings.google_auth_url,
         token_url=settings.google_token_url,
     )
+
+
+def gmail_authorizer(settings: Settings) -> MailboxAuthorizer:
+    return GmailAuthorizer(google_oauth_client(settings), settings.gmail_api_url)
 
 
 def provider_opener(

@@ -19,7 +19,7 @@ from communication_agent.adapters.factory import provider_opener
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
-from communication_agent.api.routes import activity, health, mailboxes, me, tickets
+from communication_agent.api.routes import activity, health, mailboxes, me, oauth, tickets
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(_api_router())
+    app.include_router(oauth.router)
     app.include_router(_docs_router(app))
     return app
 

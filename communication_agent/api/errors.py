@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from communication_agent.adapters.mail_provider import ProviderError
 from communication_agent.core.logging import get_logger
 from communication_agent.services.errors import (
     AuthenticationError,
@@ -69,6 +70,11 @@ def install_error_handlers(app: FastAPI) -> None:
         status = _status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return error_response(status, exc.code, exc.message, exc.details, headers=headers)
+
+    @app.exception_handler(ProviderError)
+    async def provider_error(_request: Request, exc: ProviderError) -> JSONResponse:
+        """A mail provider is unusable (not configured, or failing): say so and why."""
+        return error_response(503, "provider_unavailable", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

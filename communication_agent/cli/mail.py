@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.factory import provider_opener
-from communication_agent.cli.runtime import load_settings, reported_errors
+from communication_agent.cli.runtime import console, load_settings, reported_errors
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.migrations import ensure_schema
@@ -27,7 +26,7 @@ from communication_agent.services.ingestion import SyncCounts
 
 CLI_ACTOR = Actor.system("cli")
 OWNER = f"cli:{socket.gethostname()}:{os.getpid()}"
-stdout = Console(soft_wrap=True)
+stdout = console()
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the counts as JSON on the last line.")
 ]
@@ -78,7 +77,7 @@ def _execute(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=console(stderr=True),
             transient=as_json,
         ) as bar:
             task = bar.add_task("starting", total=None)

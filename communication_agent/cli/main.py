@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from communication_agent.cli import mailboxes as mailboxes_cli
 from communication_agent.cli.mail import import_mail, sync_mail
-from communication_agent.cli.runtime import load_settings, run_on_engine, run_service
+from communication_agent.cli.runtime import console, load_settings, run_on_engine, run_service
 from communication_agent.core import migrations
 from communication_agent.core.config import load_secret_key
 from communication_agent.models import ApiToken, User
@@ -28,11 +28,12 @@ tokens_app = typer.Typer(help="API tokens (sent as `Authorization: Bearer <token
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(mailboxes_cli.app, name="mailboxes")
 app.command("import")(import_mail)
 app.command("sync")(sync_mail)
 
 CLI_ACTOR = Actor.system("cli")
-stdout = Console(soft_wrap=True)
+stdout = console()
 
 
 @db_app.command("upgrade")
@@ -114,7 +115,7 @@ def tokens_create(
         return await users.issue_token(session, CLI_ACTOR, email=email, name=name)
 
     issued = run_service(load_settings(), issue)
-    Console(stderr=True).print(
+    console(stderr=True).print(
         f"token {issued.token.id} for {email}: store it now, it cannot be shown again."
     )
     print(issued.plaintext)

@@ -8,6 +8,7 @@ traceback, and never with a secret in it.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import NoReturn, TypeVar
@@ -24,7 +25,16 @@ from communication_agent.core.migrations import SchemaNotCurrentError, ensure_sc
 from communication_agent.services.errors import DomainError
 
 T = TypeVar("T")
-stderr = Console(stderr=True)
+PIPED_WIDTH = 200
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that wraps to the terminal, but not when piped (so `| grep` sees whole rows)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=True, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+stderr = console(stderr=True)
 
 
 def fail(message: str) -> NoReturn:

@@ -33,8 +33,13 @@ class MailboxHealth:
         return self.mailbox.lease_owner is not None and expires is not None and expires > utcnow()
 
 
-async def list_mailboxes(session: AsyncSession) -> list[MailboxHealth]:
-    mailboxes = (await session.scalars(select(Mailbox).order_by(Mailbox.id))).all()
+async def list_mailboxes(
+    session: AsyncSession, mailbox_id: int | None = None
+) -> list[MailboxHealth]:
+    query = select(Mailbox).order_by(Mailbox.id)
+    if mailbox_id is not None:
+        query = query.where(Mailbox.id == mailbox_id)
+    mailboxes = (await session.scalars(query)).all()
     errors = dict(
         (
             await session.execute(

@@ -5,12 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from communication_agent.core.config import Settings
 from tests.conftest import TEST_SECRET_KEY, running_app
 from tests.factories import PASSWORD
-from tests.live_server import cli_environment, run_cli
+from tests.gmail_server import GmailTestServer
+from tests.live_server import COMMAGENT, cli_environment, run_cli
 from tests.mail import raw_email
 
 
@@ -173,3 +175,36 @@ def test_import_prints_its_counts_as_json_on_the_last_line(
     unknown = run_cli("sync", "nope", env=env)
     assert unknown.returncode == 1
     assert "No mailbox named 'nope'; known: archive." in unknown.stderr
+
+
+def test_connect_gmail_from_a_terminal_with_the_loopback_flow(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """The CLI prints the consent URL; a 'browser' follows it to Google and back to the CLI."""
+    with GmailTestServer() as gmail:
+        gmail_env = {
+            **env,
+            "COMMAGENT_GMAIL_API_URL": gmail.api_url,
+            "COMMAGENT_GOOGLE_AUTH_URL": gmail.auth_url,
+            "COMMAGENT_GOOGLE_TOKEN_URL": gmail.token_url,
+            "COMMAGENT_GOOGLE_CLIENT_ID": gmail.state.client_id,
+            "COMMAGENT_GOOGLE_CLIENT_SECRET": gmail.state.client_secret,
+        }
+        process = subprocess.Popen(  # noqa: S603
+            [COMMAGENT, "mailboxes", "connect-gmail", "--timeout", "60"],
+            env=gmail_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        consent_url = process.stdout.readline().strip()
+        assert consent_url.startswith(gmail.auth_url)
+        browser = httpx.get(consent_url, follow_redirects=True, timeout=30)  # Google, then the CLI
+        assert "Gmail is connected" in browser.text
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert f"connected {gmail.state.address}" in stdout
+        listed = run_cli("mailboxes", "list", env=gmail_env)
+        assert gmail.state.address in listed.stdout
+        assert "ok" in listed.stdout
