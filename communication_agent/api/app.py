@@ -6,6 +6,9 @@ the database schema is not the one this code expects.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +27,7 @@ from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
 from communication_agent.core.migrations import ensure_schema
+from communication_agent.services.background import run_sync_loop
 
 log = get_logger(__name__)
 
@@ -46,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.provider_opener = provider_opener(settings, secret_key.get_secret_value())
             log.info("started", database=settings.database_display, schema=status.head)
-            yield
+            async with _background_sync(app, settings):
+                yield
         finally:
             await engine.dispose()
 
@@ -98,3 +103,26 @@ def create_app_for_server() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
+
+
+@asynccontextmanager
+async def _background_sync(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """With COMMAGENT_SYNC_INTERVAL_SECONDS set, poll mailboxes in this process too."""
+    if settings.sync_interval_seconds is None:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_sync_loop(
+            app.state.sessionmaker,
+            app.state.provider_opener,
+            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
+            interval=settings.sync_interval_seconds,
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await task

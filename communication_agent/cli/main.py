@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
 import sys
 from typing import Annotated
 
@@ -10,16 +14,19 @@ import uvicorn
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from communication_agent.adapters.factory import provider_opener
 from communication_agent.cli import mailboxes as mailboxes_cli
 from communication_agent.cli.mail import import_mail, sync_mail
 from communication_agent.cli.runtime import console, load_settings, run_on_engine, run_service
 from communication_agent.core import migrations
 from communication_agent.core.config import load_secret_key
+from communication_agent.core.db import create_sessionmaker
 from communication_agent.models import ApiToken, User
 from communication_agent.models.enums import Role
 from communication_agent.services import users
 from communication_agent.services.actors import Actor
 from communication_agent.services.auth import IssuedToken
+from communication_agent.services.background import run_sync_loop
 
 app = typer.Typer(help="Communication Agent: support email, triaged, drafted, human-approved.")
 db_app = typer.Typer(help="Database schema.")
@@ -192,6 +199,43 @@ def demo(
     stdout.print(f"login:     {email} / {password}")
     stdout.print(f"API token: {token}")
     stdout.print(f'try:       curl -H "Authorization: Bearer {token}" {url}/api/v1/me')
+
+
+@app.command()
+def worker(
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between rounds (default: COMMAGENT_SYNC_INTERVAL_SECONDS, else 60).",
+            min=0.1,
+        ),
+    ] = None,
+) -> None:
+    """Run background work (mailbox sync) until stopped with Ctrl-C or SIGTERM.
+
+    Run as many as you like on PostgreSQL: each mailbox is synced by one worker at a time."""
+    settings = load_settings()
+    secret_key = load_secret_key(settings).get_secret_value()
+    every = interval or settings.sync_interval_seconds or 60
+    owner = f"worker:{socket.gethostname()}:{os.getpid()}"
+
+    async def work(engine: AsyncEngine) -> None:
+        await migrations.ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        database = settings.database_display
+        stdout.print(f"worker {owner}: syncing mailboxes every {every:g}s (database: {database})")
+        await run_sync_loop(
+            create_sessionmaker(engine),
+            provider_opener(settings, secret_key),
+            owner=owner,
+            interval=every,
+            stop=stop,
+        )
+
+    run_on_engine(settings, work)
 
 
 @app.command()

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "console", "json"] = "auto"
     db_pool_size: int = Field(default=10, ge=1, le=200)
     sync_interval_seconds: int | None = Field(
-        default=None, ge=5, description="Poll every mailbox this often in serve and worker."
+        default=None, ge=1, description="Poll every mailbox this often in serve and worker."
     )
     gmail_api_url: str = "https://gmail.googleapis.com/gmail/v1"
     google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"

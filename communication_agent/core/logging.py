@@ -81,7 +81,15 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "sqlalchemy.engine", "aiosqlite", "asyncio", "alembic"):
+    for noisy in (
+        "uvicorn.access",
+        "sqlalchemy.engine",
+        "aiosqlite",
+        "asyncio",
+        "alembic",
+        "httpx",
+        "httpcore",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

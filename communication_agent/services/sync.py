@@ -95,7 +95,7 @@ async def sync_mailbox(
         except CheckpointExpiredError:
             await run.pages(None)
         await run.retry_failed()
-        await _record_success(sessionmaker, mailbox_id, run.counts)
+        await _record_success(sessionmaker, mailbox_id, run.counts, owner)
     except ReauthorisationRequiredError as exc:
         await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=True)
         raise MailboxNeedsReauthError(
@@ -335,7 +335,10 @@ async def _resolve_sync_error(session: AsyncSession, mailbox_id: int, provider_i
     )
 
 
-async def _record_success(sessionmaker: SessionMaker, mailbox_id: int, counts: SyncCounts) -> None:
+async def _record_success(
+    sessionmaker: SessionMaker, mailbox_id: int, counts: SyncCounts, owner: str
+) -> None:
+    """Stamp the mailbox healthy and log the run, with owner and times so runs can be audited."""
     async with sessionmaker() as session:
         await begin_write(session)
         mailbox = await session.get_one(Mailbox, mailbox_id)
@@ -346,7 +349,13 @@ async def _record_success(sessionmaker: SessionMaker, mailbox_id: int, counts: S
             session,
             SYNC_ACTOR,
             "mailbox.synced",
-            details={"mailbox_id": mailbox_id, **counts.as_dict()},
+            details={
+                "mailbox_id": mailbox_id,
+                "owner": owner,
+                "started_at": _iso(mailbox.last_sync_started_at),
+                "finished_at": _iso(utcnow()),
+                **counts.as_dict(),
+            },
         )
         await session.commit()
 
@@ -369,3 +378,7 @@ async def _record_failure(
             details={"mailbox_id": mailbox_id, "error": error, "needs_reauth": needs_reauth},
         )
         await session.commit()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
