@@ -209,7 +209,8 @@ class GmailTestServer:
         self.state.access_tokens.clear()
 
     def expire_history(self) -> None:
-        self.state.oldest_history_id = self.state.history_id
+        """Every history id issued so far stops being valid (history.list answers 404)."""
+        self.state.oldest_history_id = self.state.history_id + 1
 
     def inject(self, fault: Fault) -> None:
         self.state.faults.append(fault)

@@ -32,7 +32,7 @@ def cli_environment(**settings: str) -> dict[str, str]:
 def run_cli(
     *args: str, env: dict[str, str], stdin: str = "", timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603  (our own console script, fixed arguments)
+    return subprocess.run(
         [COMMAGENT, *args],
         input=stdin,
         env=env,
@@ -48,7 +48,7 @@ def live_server(env: dict[str, str], log_path: Path) -> Iterator[str]:
     """Start `commagent serve` on a free port; yield its base URL once /healthz answers."""
     port = free_port()
     with log_path.open("w") as log:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [COMMAGENT, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
         )
         base_url = f"http://127.0.0.1:{port}"

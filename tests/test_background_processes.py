@@ -36,7 +36,7 @@ async def _count(sessionmaker: SessionMaker) -> int:
 
 async def _wait_for(sessionmaker: SessionMaker, expected: int, seconds: float) -> int:
     deadline = time.monotonic() + seconds
-    while (count := await _count(sessionmaker)) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
+    while (count := await _count(sessionmaker)) < expected and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     return count
 
@@ -69,7 +69,7 @@ async def test_three_workers_share_one_mailbox_without_overlap_or_duplicates(
             google_client_secret=gmail.state.client_secret,
         )
         workers = [
-            subprocess.Popen(  # noqa: S603, ASYNC220  (our console script; started once)
+            subprocess.Popen(
                 [COMMAGENT, "worker", "--interval", "0.3"],
                 env=env,
                 stdout=subprocess.PIPE,

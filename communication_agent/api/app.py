@@ -119,6 +119,7 @@ async def _background_sync(app: FastAPI, settings: Settings) -> AsyncIterator[No
             owner=f"serve:{socket.gethostname()}:{os.getpid()}",
             interval=settings.sync_interval_seconds,
             stop=stop,
+            lease=settings.sync_lease,
         )
     )
     try:

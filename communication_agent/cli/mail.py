@@ -54,7 +54,12 @@ async def _sync_all(
             show(SyncCounts(**{k: getattr(base, k) + getattr(counts, k) for k in counts.as_dict()}))
 
         counts = await sync.sync_mailbox(
-            sessionmaker, mailbox_id, opener, owner=OWNER, progress=progress
+            sessionmaker,
+            mailbox_id,
+            opener,
+            owner=OWNER,
+            progress=progress,
+            lease=settings.sync_lease,
         )
         for key in total.as_dict():
             setattr(total, key, getattr(total, key) + getattr(counts, key))

@@ -233,6 +233,7 @@ def worker(
             owner=owner,
             interval=every,
             stop=stop,
+            lease=settings.sync_lease,
         )
 
     run_on_engine(settings, work)

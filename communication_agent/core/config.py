@@ -9,6 +9,7 @@ several processes must share it and a generated key would silently differ betwee
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -51,6 +52,9 @@ class Settings(BaseSettings):
     sync_interval_seconds: int | None = Field(
         default=None, ge=1, description="Poll every mailbox this often in serve and worker."
     )
+    sync_lease_seconds: int = Field(
+        default=120, ge=1, le=3600, description="How long a dead syncer blocks its mailbox."
+    )
     gmail_api_url: str = "https://gmail.googleapis.com/gmail/v1"
     google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     google_token_url: str = "https://oauth2.googleapis.com/token"  # noqa: S105 (a URL)
@@ -78,6 +82,10 @@ class Settings(BaseSettings):
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def sync_lease(self) -> timedelta:
+        return timedelta(seconds=self.sync_lease_seconds)
 
     @property
     def database_display(self) -> str:

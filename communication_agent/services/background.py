@@ -63,12 +63,15 @@ async def sync_due_mailboxes(
     *,
     owner: str,
     interval: float,
+    lease: timedelta = sync.DEFAULT_LEASE,
 ) -> int:
     """One round: sync what is due; returns how many mailboxes this process synced."""
     synced = 0
     for mailbox_id in await due_mailboxes(sessionmaker, interval):
         try:
-            counts = await sync.sync_mailbox(sessionmaker, mailbox_id, opener, owner=owner)
+            counts = await sync.sync_mailbox(
+                sessionmaker, mailbox_id, opener, owner=owner, lease=lease
+            )
         except sync.SyncInProgressError:
             continue  # another process has it
         except DomainError as exc:  # recorded on the mailbox by the sync itself
@@ -87,13 +90,16 @@ async def run_sync_loop(
     owner: str,
     interval: float,
     stop: asyncio.Event,
+    lease: timedelta = sync.DEFAULT_LEASE,
 ) -> None:
     """Sync rounds until `stop` is set. A round that fails unexpectedly is logged, not fatal:
     the next round starts after the interval as usual."""
     log.info("sync_loop_started", owner=owner, interval_seconds=interval)
     while not stop.is_set():
         try:
-            await sync_due_mailboxes(sessionmaker, opener, owner=owner, interval=interval)
+            await sync_due_mailboxes(
+                sessionmaker, opener, owner=owner, interval=interval, lease=lease
+            )
         except Exception:  # a database outage must not end the loop for good
             log.exception("sync_round_failed", owner=owner)
         with contextlib.suppress(TimeoutError):

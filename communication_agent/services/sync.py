@@ -46,7 +46,7 @@ from communication_agent.services.ingestion import (
     ingest_message,
 )
 
-LEASE = timedelta(minutes=10)
+DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
 FETCH_CONCURRENCY = 8
 RETRY_FAILED_PER_RUN = 100
 NEEDS_REAUTH = TokenState.NEEDS_REAUTH.value
@@ -83,13 +83,16 @@ async def sync_mailbox(
     *,
     owner: str,
     progress: Progress | None = None,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> SyncCounts:
     """Run one sync of the mailbox; see the module docstring for the guarantees."""
-    mailbox = await _claim(sessionmaker, mailbox_id, owner)
+    mailbox = await _claim(sessionmaker, mailbox_id, owner, lease)
     provider: MailProvider | None = None
     try:
         provider = await open_provider(mailbox)
-        run = _MailboxSync(sessionmaker, mailbox, provider, owner, progress)
+        run = _MailboxSync(
+            sessionmaker, mailbox, provider, owner=owner, progress=progress, lease=lease
+        )
         try:
             await run.pages(mailbox.sync_checkpoint)
         except CheckpointExpiredError:
@@ -114,7 +117,9 @@ async def sync_mailbox(
     return run.counts
 
 
-async def _claim(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> Mailbox:
+async def _claim(
+    sessionmaker: SessionMaker, mailbox_id: int, owner: str, lease: timedelta
+) -> Mailbox:
     async with sessionmaker() as session:
         await begin_write(session)
         mailbox = await session.get(Mailbox, mailbox_id)
@@ -137,7 +142,7 @@ async def _claim(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> Mai
                     Mailbox.lease_owner == owner,
                 ),
             )
-            .values(lease_owner=owner, lease_expires_at=now + LEASE, last_sync_started_at=now)
+            .values(lease_owner=owner, lease_expires_at=now + lease, last_sync_started_at=now)
             .execution_options(synchronize_session=False)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -150,11 +155,11 @@ async def _claim(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> Mai
         return mailbox
 
 
-async def _renew(session: AsyncSession, mailbox_id: int, owner: str) -> None:
+async def _renew(session: AsyncSession, mailbox_id: int, owner: str, lease: timedelta) -> None:
     await session.execute(
         update(Mailbox)
         .where(Mailbox.id == mailbox_id, Mailbox.lease_owner == owner)
-        .values(lease_expires_at=utcnow() + LEASE)
+        .values(lease_expires_at=utcnow() + lease)
         .execution_options(synchronize_session=False)
     )
 
@@ -179,14 +184,17 @@ class _MailboxSync:
         sessionmaker: SessionMaker,
         mailbox: Mailbox,
         provider: MailProvider,
+        *,
         owner: str,
         progress: Progress | None,
+        lease: timedelta,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.mailbox = mailbox
         self.provider = provider
         self.owner = owner
         self.progress = progress
+        self.lease = lease
         self.counts = SyncCounts()
         self.failed_this_run: set[str] = set()
 
@@ -208,7 +216,7 @@ class _MailboxSync:
                         .values(sync_checkpoint=page.checkpoint)
                         .execution_options(synchronize_session=False)
                     )
-                await _renew(session, self.mailbox.id, self.owner)
+                await _renew(session, self.mailbox.id, self.owner, self.lease)
                 await session.commit()
             if self.progress:
                 self.progress(self.counts)

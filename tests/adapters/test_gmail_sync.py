@@ -222,3 +222,33 @@ async def test_stored_credentials_are_encrypted(
         mailbox = await session.get_one(Mailbox, mailbox_id)
         assert mailbox.credentials is not None
         assert refresh_token.encode() not in mailbox.credentials
+
+
+async def test_a_mailbox_of_malformed_mime_syncs_without_losing_anything(
+    settings: Settings, sessionmaker: SessionMaker, gmail: GmailTestServer
+) -> None:
+    broken = [
+        b"From: a@example.org\nMessage-ID: <cs@x>\nContent-Type: text/plain; charset=x-klingon\n\ncaf\xe9",
+        b'From: a@example.org\nMessage-ID: <mp@x>\nContent-Type: multipart/mixed; boundary="NOPE"\n\nno boundary here',
+        "From: Zoë <z@example.org>\nSubject: Größe\nMessage-ID: <8bit@x>\n\nhi".encode(),
+        b"From: a@example.org\n\nno message id, no date, no subject",
+        b"From: a@example.org\nMessage-ID: <huge@x>\n\n" + b"y" * 3_000_000,
+        b"Subject: no sender at all\nMessage-ID: <nosender@x>\n\nwho am I",
+        b"\x00\x01\x02 not an email",
+    ]
+    for raw in broken:
+        gmail.add_message(raw)
+    mailbox_id = await _connect(sessionmaker, gmail)
+    counts = await _sync(sessionmaker, settings, gmail, mailbox_id)
+    assert (counts.fetched, counts.new_messages, counts.quarantined, counts.errors) == (7, 5, 2, 0)
+    async with sessionmaker() as session:
+        subjects = set((await session.scalars(select(Message.subject))).all())
+        assert "Größe" in subjects
+        big = await session.scalar(select(Message).where(Message.message_id_header == "<huge@x>"))
+        assert big is not None
+        assert len(big.body_text) == 3_000_000
+    gets = gmail.calls("messages.get")
+    gmail.expire_history()  # force a full relisting: stored and quarantined mail is not fetched again
+    again = await _sync(sessionmaker, settings, gmail, mailbox_id)
+    assert (again.fetched, again.duplicates) == (0, 7)
+    assert gmail.calls("messages.get") == gets

@@ -190,7 +190,7 @@ def test_connect_gmail_from_a_terminal_with_the_loopback_flow(
             "COMMAGENT_GOOGLE_CLIENT_ID": gmail.state.client_id,
             "COMMAGENT_GOOGLE_CLIENT_SECRET": gmail.state.client_secret,
         }
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [COMMAGENT, "mailboxes", "connect-gmail", "--timeout", "60"],
             env=gmail_env,
             stdout=subprocess.PIPE,

@@ -24,7 +24,7 @@ from communication_agent.adapters.mail_provider import (
 from communication_agent.models import Mailbox, Message, SyncError
 from communication_agent.models.base import utcnow
 from communication_agent.services import sync
-from communication_agent.services.sync import LEASE
+from communication_agent.services.sync import DEFAULT_LEASE as LEASE
 from tests.factories import Factory
 from tests.mail import raw_email
 

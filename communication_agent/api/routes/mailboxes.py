@@ -2,7 +2,7 @@ import os
 import socket
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from communication_agent.api.deps import (
     CurrentActor,
@@ -42,12 +42,19 @@ async def list_mailboxes(session: SessionDep, _actor: CurrentActor) -> list[Mail
     summary="Sync the mailbox now and report what came in",
 )
 async def sync_now(
+    request: Request,
     sessionmaker: SessionMakerDep,
     _actor: OperatorActor,
     open_provider: ProviderOpenerDep,
     mailbox_id: MailboxId,
 ) -> SyncResult:
-    counts = await sync.sync_mailbox(sessionmaker, mailbox_id, open_provider, owner=SYNC_OWNER)
+    counts = await sync.sync_mailbox(
+        sessionmaker,
+        mailbox_id,
+        open_provider,
+        owner=SYNC_OWNER,
+        lease=request.app.state.settings.sync_lease,
+    )
     return SyncResult.model_validate(counts.as_dict())
 
 
