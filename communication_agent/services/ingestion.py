@@ -89,23 +89,38 @@ class SyncCounts:
         elif outcome is Outcome.IGNORED:
             self.ignored += 1
 
+    def merge(self, other: SyncCounts) -> None:
+        for key in self.as_dict():
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
     def as_dict(self) -> dict[str, int]:
         keys = ("fetched", "new_messages", "new_tickets", "threaded", "duplicates")
         return {k: getattr(self, k) for k in (*keys, "quarantined", "errors", "ignored")}
 
 
 async def ingest_message(
-    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage
+    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, *, batch: bool = False
 ) -> Outcome:
-    """Store one message (see the module docstring); the caller commits."""
-    if incoming.provider_message_id and await _known_provider_id(session, mailbox.id, incoming):
+    """Store one message (see the module docstring); the caller commits.
+
+    `batch=True` is the sync's fast path: the caller holds the mailbox's lease (no other writer)
+    and has already skipped known provider ids, so there is no SAVEPOINT and no re-check; an
+    IntegrityError propagates and the caller replays its batch with `batch=False`.
+    """
+    if (
+        not batch
+        and incoming.provider_message_id
+        and await _known_provider_id(session, mailbox.id, incoming)
+    ):
         return Outcome.DUPLICATE
     try:
         parsed = parse_message(incoming.raw)
     except UnparseableMessageError as exc:
-        return await _quarantine(session, mailbox, incoming, str(exc))
+        return await _quarantine(session, mailbox, incoming, str(exc), batch=batch)
     if parsed.message_id and await _known_message_id(session, mailbox.id, parsed.message_id):
         return Outcome.DUPLICATE
+    if batch:
+        return await _store(session, mailbox, incoming, parsed)
     try:
         async with session.begin_nested():
             return await _store(session, mailbox, incoming, parsed)
@@ -134,21 +149,23 @@ async def _known_message_id(session: AsyncSession, mailbox_id: int, message_id: 
 
 
 async def _quarantine(
-    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, reason: str
+    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, reason: str, *, batch: bool
 ) -> Outcome:
-    try:
-        async with session.begin_nested():
-            session.add(
-                QuarantinedMessage(
-                    mailbox_id=mailbox.id,
-                    provider_message_id=incoming.provider_message_id,
-                    reason=reason,
-                    raw=incoming.raw,
-                )
-            )
-            await session.flush()
-    except IntegrityError:
-        return Outcome.DUPLICATE
+    row = QuarantinedMessage(
+        mailbox_id=mailbox.id,
+        provider_message_id=incoming.provider_message_id,
+        reason=reason,
+        raw=incoming.raw,
+    )
+    if batch:
+        session.add(row)
+    else:
+        try:
+            async with session.begin_nested():
+                session.add(row)
+                await session.flush()
+        except IntegrityError:
+            return Outcome.DUPLICATE
     activity.record(
         session,
         SYNC_ACTOR,
@@ -188,18 +205,18 @@ async def _store(
                 part_index=attachment.part_index,
             )
         )
-    activity.record(
-        session,
-        SYNC_ACTOR,
-        "message.received" if not outbound else "message.sent_elsewhere",
-        ticket_id=ticket.id,
-        details={
-            "message_id": message.id,
-            "direction": message.direction,
-            "automated": parsed.automated_reason,
-        },
-    )
-    if outcome is Outcome.THREADED:
+    if outcome is Outcome.THREADED:  # a new ticket's message is logged by `ticket.created`
+        activity.record(
+            session,
+            SYNC_ACTOR,
+            "message.received" if not outbound else "message.sent_elsewhere",
+            ticket_id=ticket.id,
+            details={
+                "message_id": message.id,
+                "direction": message.direction,
+                "automated": parsed.automated_reason,
+            },
+        )
         _update_ticket(session, ticket, parsed, message, outbound)
     await session.flush()
     return outcome

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import (
@@ -284,17 +285,35 @@ class _MailboxSync:
         return sorted(results, key=_arrival)
 
     async def _store(self, session: AsyncSession, fetched: list[_Fetched]) -> None:
+        """Store a page on the fast path; if a constraint still trips (a message delivered twice
+        within one page, say), roll the page back and replay it message by message."""
+        try:
+            counts, failed = await self._store_page(session, fetched, batch=True)
+        except IntegrityError:
+            await session.rollback()
+            await begin_write(session)
+            counts, failed = await self._store_page(session, fetched, batch=False)
+        self.counts.merge(counts)
+        self.failed_this_run |= failed
+
+    async def _store_page(
+        self, session: AsyncSession, fetched: list[_Fetched], *, batch: bool
+    ) -> tuple[SyncCounts, set[str]]:
         mailbox = await session.get_one(Mailbox, self.mailbox.id)
+        counts, failed = SyncCounts(), set()
         for item in fetched:
             provider_id = item.ref.provider_message_id
             if item.message is None:
-                self.failed_this_run.add(provider_id)
+                failed.add(provider_id)
                 await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
-                self.counts.errors += 1
+                counts.errors += 1
                 continue
-            self.counts.fetched += 1
-            self.counts.add(await ingest_message(session, mailbox, _incoming(item.message)))
-            await _resolve_sync_error(session, mailbox.id, provider_id)
+            counts.fetched += 1
+            counts.add(await ingest_message(session, mailbox, _incoming(item.message), batch=batch))
+        stored = [f.ref.provider_message_id for f in fetched if f.message is not None]
+        await _resolve_sync_errors(session, mailbox.id, stored)
+        await session.flush()
+        return counts, failed
 
 
 def _arrival(item: _Fetched) -> tuple[bool, datetime]:
@@ -330,12 +349,17 @@ async def _record_sync_error(
     await session.flush()
 
 
-async def _resolve_sync_error(session: AsyncSession, mailbox_id: int, provider_id: str) -> None:
+async def _resolve_sync_errors(
+    session: AsyncSession, mailbox_id: int, provider_ids: list[str]
+) -> None:
+    """Mark earlier failures of these messages resolved: one statement per page."""
+    if not provider_ids:
+        return
     await session.execute(
         update(SyncError)
         .where(
             SyncError.mailbox_id == mailbox_id,
-            SyncError.provider_message_id == provider_id,
+            SyncError.provider_message_id.in_(provider_ids),
             SyncError.resolved_at.is_(None),
         )
         .values(resolved_at=utcnow())

@@ -79,7 +79,7 @@ async def test_a_first_message_opens_a_ticket_with_everything_stored(
             select(ActivityEntry.action).where(ActivityEntry.ticket_id == ticket.id)
         )
     ).all()
-    assert sorted(actions) == ["message.received", "ticket.created"]
+    assert list(actions) == ["ticket.created"]  # one entry for the one change
 
 
 @pytest.mark.parametrize("rule", ["thread_id", "in_reply_to", "references", "subject_token"])
