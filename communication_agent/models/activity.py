@@ -7,12 +7,15 @@ database triggers that reject UPDATE and DELETE on this table on both SQLite and
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from communication_agent.models.base import Base, JSONType, utcnow
+
+if TYPE_CHECKING:
+    from communication_agent.models.tickets import Ticket
 
 
 class ActivityEntry(Base):
@@ -28,3 +31,5 @@ class ActivityEntry(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ticket: Mapped[Ticket | None] = relationship(lazy="raise")  # for batched writes only

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from communication_agent.models.base import Base, JSONType, utcnow
+
+if TYPE_CHECKING:
+    from communication_agent.models.tickets import Ticket
 
 
 class Mailbox(Base):
@@ -90,6 +93,11 @@ class Message(Base):
     quarantine_reason: Mapped[str | None] = mapped_column(Text)
     flags: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # For writing a batch in one flush (rows linked before they have ids); never lazy-loaded.
+    ticket: Mapped[Ticket] = relationship(lazy="raise")
+    source: Mapped[MessageSource | None] = relationship(lazy="raise")
+    attachments: Mapped[list[Attachment]] = relationship(lazy="raise")
 
 
 class MessageSource(Base):

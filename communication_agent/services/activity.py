@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from communication_agent.models import ActivityEntry
+from communication_agent.models import ActivityEntry, Ticket
 from communication_agent.services.actors import Actor
 from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
 
@@ -24,7 +24,9 @@ def record(
     *,
     ticket_id: int | None = None,
     details: dict[str, Any] | None = None,
+    ticket: Ticket | None = None,
 ) -> ActivityEntry:
+    """`ticket` instead of `ticket_id` links an entry to a ticket that has no id yet."""
     entry = ActivityEntry(
         ticket_id=ticket_id,
         actor_type=actor.type.value,
@@ -34,6 +36,8 @@ def record(
         action=action,
         details=details or {},
     )
+    if ticket is not None:
+        entry.ticket = ticket
     session.add(entry)
     return entry
 

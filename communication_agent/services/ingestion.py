@@ -1,13 +1,20 @@
 """Storing fetched mail: every message on exactly one ticket, once.
 
-`ingest_message` runs inside the caller's write transaction, one SAVEPOINT per message, so a
-batch commits together (the sync advances its checkpoint in the same commit) while one bad
-message never spoils the others. Duplicates are found by the provider's id and by Message-ID,
-per mailbox; the unique constraints on `messages` are the backstop if two writers ever race.
+Work is done a batch at a time (a sync page; a single message is a batch of one). Everything the
+threading rules need is looked up in a few queries per batch (known Message-IDs, threads,
+referenced messages, subject tokens, contacts); the batch is then resolved in memory, where a
+reply also finds a message from earlier in the same batch, and written in one flush, which
+inserts each table's rows together. That is what makes a large import fast.
+
+Duplicates are found by the provider's id and by Message-ID, per mailbox; the unique constraints
+on `messages` are the backstop. `ingest_batch(..., isolated=False)` is the sync's fast path: the
+caller holds the mailbox's lease and has skipped known provider ids; an IntegrityError then
+propagates and the caller replays the batch one message at a time, each in its own SAVEPOINT.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -18,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.models import (
     Attachment,
+    Contact,
     Mailbox,
     Message,
     MessageSource,
@@ -28,13 +36,12 @@ from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, TicketState
 from communication_agent.services import activity
 from communication_agent.services.actors import Actor
-from communication_agent.services.contacts import find_or_create_contact
 from communication_agent.services.mail_parsing import (
     ParsedMessage,
     UnparseableMessageError,
     parse_message,
 )
-from communication_agent.services.threading import find_ticket
+from communication_agent.services.threading import TICKET_REFERENCE
 from communication_agent.services.tickets import apply_transition
 
 SYNC_ACTOR = Actor.system("sync")
@@ -44,13 +51,15 @@ ANSWERED_ELSEWHERE = "reply sent from the mailbox outside Communication Agent"
 
 @dataclass(frozen=True)
 class IncomingMessage:
-    """One message as a provider hands it over."""
+    """One message as a provider hands it over (`parsed` when it was parsed elsewhere: a string
+    there is the reason it could not be)."""
 
     raw: bytes
     provider_message_id: str | None = None
     provider_thread_id: str | None = None
     received_at: datetime | None = None
     sent_by_mailbox: bool = False  # the provider says so (Gmail's SENT label, a sent/ folder)
+    parsed: ParsedMessage | str | None = None
 
 
 class Outcome(StrEnum):
@@ -98,34 +107,42 @@ class SyncCounts:
         return {k: getattr(self, k) for k in (*keys, "quarantined", "errors", "ignored")}
 
 
-async def ingest_message(
-    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, *, batch: bool = False
-) -> Outcome:
-    """Store one message (see the module docstring); the caller commits.
-
-    `batch=True` is the sync's fast path: the caller holds the mailbox's lease (no other writer)
-    and has already skipped known provider ids, so there is no SAVEPOINT and no re-check; an
-    IntegrityError propagates and the caller replays its batch with `batch=False`.
-    """
-    if (
-        not batch
-        and incoming.provider_message_id
-        and await _known_provider_id(session, mailbox.id, incoming)
-    ):
-        return Outcome.DUPLICATE
+def parse_or_reason(raw: bytes) -> ParsedMessage | str:
+    """Parse, or say why not (a plain function: sync runs it in a worker process)."""
     try:
-        parsed = parse_message(incoming.raw)
+        return parse_message(raw)
     except UnparseableMessageError as exc:
-        return await _quarantine(session, mailbox, incoming, str(exc), batch=batch)
-    if parsed.message_id and await _known_message_id(session, mailbox.id, parsed.message_id):
-        return Outcome.DUPLICATE
-    if batch:
-        return await _store(session, mailbox, incoming, parsed)
-    try:
-        async with session.begin_nested():
-            return await _store(session, mailbox, incoming, parsed)
-    except IntegrityError:  # another writer stored it between our check and our insert
-        return Outcome.DUPLICATE
+        return str(exc)
+
+
+async def ingest_message(
+    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage
+) -> Outcome:
+    """Store one message safely (its own SAVEPOINT, known ids re-checked); the caller commits."""
+    [outcome] = await ingest_batch(session, mailbox, [incoming], isolated=True)
+    return outcome
+
+
+async def ingest_batch(
+    session: AsyncSession, mailbox: Mailbox, batch: Sequence[IncomingMessage], *, isolated: bool
+) -> list[Outcome]:
+    """Store a batch (see the module docstring); the caller commits."""
+    if isolated:
+        outcomes = []
+        for incoming in batch:
+            if incoming.provider_message_id and await _known_provider_id(
+                session, mailbox.id, incoming
+            ):
+                outcomes.append(Outcome.DUPLICATE)
+                continue
+            try:
+                async with session.begin_nested():
+                    [outcome] = await _write(session, mailbox, [incoming])
+            except IntegrityError:  # another writer stored it between our check and our insert
+                outcome = Outcome.DUPLICATE
+            outcomes.append(outcome)
+        return outcomes
+    return await _write(session, mailbox, batch)
 
 
 async def _known_provider_id(
@@ -141,31 +158,140 @@ async def _known_provider_id(
     return bool(await session.scalar(select(in_messages | in_quarantine)))
 
 
-async def _known_message_id(session: AsyncSession, mailbox_id: int, message_id: str) -> bool:
-    query = exists().where(
-        Message.mailbox_id == mailbox_id, Message.message_id_header == message_id
+async def _write(
+    session: AsyncSession, mailbox: Mailbox, batch: Sequence[IncomingMessage]
+) -> list[Outcome]:
+    parsed = [m.parsed if m.parsed is not None else parse_or_reason(m.raw) for m in batch]
+    index = await _BatchIndex.load(
+        session, mailbox.id, batch, [p for p in parsed if not isinstance(p, str)]
     )
-    return bool(await session.scalar(select(query)))
+    outcomes = []
+    with session.no_autoflush:
+        for incoming, result in zip(batch, parsed, strict=True):
+            if isinstance(result, str):
+                outcomes.append(_quarantine(session, mailbox, incoming, result, index))
+            else:
+                outcomes.append(_store(session, mailbox, incoming, result, index))
+    await session.flush()
+    return outcomes
 
 
-async def _quarantine(
-    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, reason: str, *, batch: bool
+@dataclass
+class _BatchIndex:
+    """What the batch knows, so threading needs no query per message."""
+
+    message_ids: dict[str, Ticket | None]  # Message-ID -> its ticket (None: quarantined/ignored)
+    threads: dict[str, Ticket]
+    tickets: dict[int, Ticket]
+    contacts: dict[str, Contact]
+    provider_ids: set[str]
+
+    @classmethod
+    async def load(
+        cls,
+        session: AsyncSession,
+        mailbox_id: int,
+        batch: Sequence[IncomingMessage],
+        parsed: Sequence[ParsedMessage],
+    ) -> _BatchIndex:
+        own_ids = {p.message_id for p in parsed if p.message_id}
+        referenced = {i for p in parsed for i in (p.in_reply_to, *p.references) if i}
+        threads = {m.provider_thread_id for m in batch if m.provider_thread_id}
+        tokens = {int(t) for p in parsed for t in TICKET_REFERENCE.findall(p.subject)}
+        in_mailbox = Message.mailbox_id == mailbox_id
+        by_id = (
+            dict(
+                (
+                    await session.execute(
+                        select(Message.message_id_header, Message.ticket_id).where(
+                            in_mailbox, Message.message_id_header.in_(own_ids | referenced)
+                        )
+                    )
+                ).all()
+            )
+            if own_ids | referenced
+            else {}
+        )
+        by_thread = (
+            dict(
+                (
+                    await session.execute(
+                        select(Message.provider_thread_id, Message.ticket_id).where(
+                            in_mailbox, Message.provider_thread_id.in_(threads)
+                        )
+                    )
+                ).all()
+            )
+            if threads
+            else {}
+        )
+        ticket_ids = set(by_id.values()) | set(by_thread.values()) | tokens
+        tickets = (
+            {
+                t.id: t
+                for t in await session.scalars(
+                    select(Ticket).where(Ticket.id.in_(ticket_ids), Ticket.mailbox_id == mailbox_id)
+                )
+            }
+            if ticket_ids
+            else {}
+        )
+        senders = {p.from_address for p in parsed}
+        contacts = (
+            {
+                c.email: c
+                for c in await session.scalars(select(Contact).where(Contact.email.in_(senders)))
+            }
+            if senders
+            else {}
+        )
+        return cls(
+            message_ids={k: tickets.get(v) for k, v in by_id.items() if k},
+            threads={k: tickets[v] for k, v in by_thread.items() if k and v in tickets},
+            tickets=tickets,
+            contacts=contacts,
+            provider_ids=set(),
+        )
+
+    def find_ticket(self, parsed: ParsedMessage, thread_id: str | None) -> Ticket | None:
+        """The threading rules (see `services/threading.py`), answered from the index."""
+        if thread_id and thread_id in self.threads:
+            return self.threads[thread_id]
+        for message_id in [parsed.in_reply_to, *reversed(parsed.references)]:
+            ticket = self.message_ids.get(message_id) if message_id else None
+            if ticket is not None:
+                return ticket
+        for token in TICKET_REFERENCE.findall(parsed.subject):
+            if int(token) in self.tickets:
+                return self.tickets[int(token)]
+        return None
+
+    def remember(self, parsed: ParsedMessage, thread_id: str | None, ticket: Ticket | None) -> None:
+        if parsed.message_id:
+            self.message_ids[parsed.message_id] = ticket
+        if thread_id and ticket is not None:
+            self.threads.setdefault(thread_id, ticket)
+
+
+def _quarantine(
+    session: AsyncSession,
+    mailbox: Mailbox,
+    incoming: IncomingMessage,
+    reason: str,
+    index: _BatchIndex,
 ) -> Outcome:
-    row = QuarantinedMessage(
-        mailbox_id=mailbox.id,
-        provider_message_id=incoming.provider_message_id,
-        reason=reason,
-        raw=incoming.raw,
+    if incoming.provider_message_id in index.provider_ids:
+        return Outcome.DUPLICATE
+    if incoming.provider_message_id:
+        index.provider_ids.add(incoming.provider_message_id)
+    session.add(
+        QuarantinedMessage(
+            mailbox_id=mailbox.id,
+            provider_message_id=incoming.provider_message_id,
+            reason=reason,
+            raw=incoming.raw,
+        )
     )
-    if batch:
-        session.add(row)
-    else:
-        try:
-            async with session.begin_nested():
-                session.add(row)
-                await session.flush()
-        except IntegrityError:
-            return Outcome.DUPLICATE
     activity.record(
         session,
         SYNC_ACTOR,
@@ -179,60 +305,63 @@ async def _quarantine(
     return Outcome.QUARANTINED
 
 
-async def _store(
-    session: AsyncSession, mailbox: Mailbox, incoming: IncomingMessage, parsed: ParsedMessage
+def _store(
+    session: AsyncSession,
+    mailbox: Mailbox,
+    incoming: IncomingMessage,
+    parsed: ParsedMessage,
+    index: _BatchIndex,
 ) -> Outcome:
+    if (parsed.message_id and parsed.message_id in index.message_ids) or (
+        incoming.provider_message_id and incoming.provider_message_id in index.provider_ids
+    ):
+        return Outcome.DUPLICATE
+    if incoming.provider_message_id:
+        index.provider_ids.add(incoming.provider_message_id)
     outbound = incoming.sent_by_mailbox or parsed.from_address == mailbox.address.lower()
-    ticket = await find_ticket(session, mailbox.id, parsed, incoming.provider_thread_id)
+    ticket = index.find_ticket(parsed, incoming.provider_thread_id)
     if outbound and ticket is None:
+        index.remember(parsed, None, None)
         return Outcome.IGNORED
     outcome = Outcome.THREADED
     if ticket is None:
-        ticket = await _open_ticket(session, mailbox, parsed, incoming)
+        ticket = _open_ticket(session, mailbox, parsed, incoming, index)
         outcome = Outcome.NEW_TICKET
     message = _message_row(mailbox, ticket, incoming, parsed, outbound)
     session.add(message)
-    await session.flush()
-    session.add(MessageSource(message_id=message.id, raw=incoming.raw))
-    for attachment in parsed.attachments:
-        session.add(
-            Attachment(
-                message_id=message.id,
-                filename=attachment.filename,
-                content_type=attachment.content_type[:255],
-                size=attachment.size,
-                content_id=attachment.content_id,
-                part_index=attachment.part_index,
-            )
-        )
-    if outcome is Outcome.THREADED:  # a new ticket's message is logged by `ticket.created`
+    index.remember(parsed, incoming.provider_thread_id, ticket)
+    if outcome is Outcome.THREADED:  # a new ticket's first message is logged by `ticket.created`
         activity.record(
             session,
             SYNC_ACTOR,
             "message.received" if not outbound else "message.sent_elsewhere",
-            ticket_id=ticket.id,
-            details={
-                "message_id": message.id,
-                "direction": message.direction,
-                "automated": parsed.automated_reason,
-            },
+            ticket=ticket,
+            details=_message_details(parsed, incoming, message.direction),
         )
         _update_ticket(session, ticket, parsed, message, outbound)
-    await session.flush()
     return outcome
 
 
-async def _open_ticket(
-    session: AsyncSession, mailbox: Mailbox, parsed: ParsedMessage, incoming: IncomingMessage
+def _open_ticket(
+    session: AsyncSession,
+    mailbox: Mailbox,
+    parsed: ParsedMessage,
+    incoming: IncomingMessage,
+    index: _BatchIndex,
 ) -> Ticket:
     """A new conversation. Automated mail (newsletters, bounces) is filed straight to DONE: kept
     and searchable, but never on the operators' to-do list and never answered."""
-    contact = await find_or_create_contact(session, parsed.from_address, parsed.from_name)
+    contact = index.contacts.get(parsed.from_address)
+    if contact is None:
+        contact = Contact(email=parsed.from_address, name=parsed.from_name)
+        session.add(contact)
+        index.contacts[parsed.from_address] = contact
+    elif parsed.from_name and not contact.name:
+        contact.name = parsed.from_name
     when = parsed.date or incoming.received_at or utcnow()
     state = TicketState.DONE if parsed.is_automated else TicketState.NEW
     ticket = Ticket(
         mailbox_id=mailbox.id,
-        contact_id=contact.id,
         subject=parsed.subject,
         state=state.value,
         created_at=when,
@@ -241,20 +370,31 @@ async def _open_ticket(
         last_customer_message_at=when,
         resolved_at=when if parsed.is_automated else None,
     )
+    ticket.contact = contact
     session.add(ticket)
-    await session.flush()
     activity.record(
         session,
         SYNC_ACTOR,
         "ticket.created",
-        ticket_id=ticket.id,
+        ticket=ticket,
         details={
             "mailbox_id": mailbox.id,
             "state": state.value,
-            "automated": parsed.automated_reason,
+            **_message_details(parsed, incoming, Direction.INBOUND.value),
         },
     )
     return ticket
+
+
+def _message_details(
+    parsed: ParsedMessage, incoming: IncomingMessage, direction: str
+) -> dict[str, object]:
+    return {
+        "message_id_header": parsed.message_id,
+        "provider_message_id": incoming.provider_message_id,
+        "direction": direction,
+        "automated": parsed.automated_reason,
+    }
 
 
 def _message_row(
@@ -264,8 +404,7 @@ def _message_row(
     parsed: ParsedMessage,
     outbound: bool,
 ) -> Message:
-    return Message(
-        ticket_id=ticket.id,
+    message = Message(
         mailbox_id=mailbox.id,
         direction=(Direction.OUTBOUND if outbound else Direction.INBOUND).value,
         provider_message_id=incoming.provider_message_id,
@@ -286,6 +425,21 @@ def _message_row(
         is_automated=parsed.is_automated,
         flags={"automated_reason": parsed.automated_reason} if parsed.is_automated else {},
     )
+    message.ticket = ticket
+    message.source = MessageSource(raw=incoming.raw)
+    message.attachments = list(_attachments(parsed))
+    return message
+
+
+def _attachments(parsed: ParsedMessage) -> Iterable[Attachment]:
+    for attachment in parsed.attachments:
+        yield Attachment(
+            filename=attachment.filename,
+            content_type=attachment.content_type[:255],
+            size=attachment.size,
+            content_id=attachment.content_id,
+            part_index=attachment.part_index,
+        )
 
 
 def _update_ticket(
@@ -299,9 +453,7 @@ def _update_ticket(
         if ticket.first_response_at is None:
             ticket.first_response_at = when
         if state in (TicketState.NEW, TicketState.NEEDS_ACTION):
-            apply_transition(
-                session, SYNC_ACTOR, ticket, TicketState.WAITING_OTHERS, ANSWERED_ELSEWHERE
-            )
+            _transition(session, ticket, TicketState.WAITING_OTHERS, ANSWERED_ELSEWHERE)
         return
     if parsed.is_automated:
         return
@@ -309,6 +461,8 @@ def _update_ticket(
         ticket.last_customer_message_at = when
     ticket.updated_at = utcnow()
     if state in (TicketState.WAITING_OTHERS, TicketState.DONE):
-        apply_transition(
-            session, SYNC_ACTOR, ticket, TicketState.NEEDS_ACTION, REOPENED_BY_CUSTOMER
-        )
+        _transition(session, ticket, TicketState.NEEDS_ACTION, REOPENED_BY_CUSTOMER)
+
+
+def _transition(session: AsyncSession, ticket: Ticket, target: TicketState, reason: str) -> None:
+    apply_transition(session, SYNC_ACTOR, ticket, target, reason)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import (
+    ChangePage,
     CheckpointExpiredError,
     FetchedMessage,
     MailProvider,
@@ -44,8 +45,10 @@ from communication_agent.services.ingestion import (
     SYNC_ACTOR,
     IncomingMessage,
     SyncCounts,
-    ingest_message,
+    ingest_batch,
+    parse_or_reason,
 )
+from communication_agent.services.mail_parsing import ParsedMessage
 
 DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
 FETCH_CONCURRENCY = 8
@@ -75,6 +78,7 @@ class _Fetched:
     ref: MessageRef
     message: FetchedMessage | None
     error: str | None
+    parsed: ParsedMessage | str | None = None
 
 
 async def sync_mailbox(
@@ -200,30 +204,22 @@ class _MailboxSync:
         self.failed_this_run: set[str] = set()
 
     async def pages(self, checkpoint: str | None) -> None:
-        page_token: str | None = None
-        while True:
-            page = await self.provider.list_changes(checkpoint, page_token)
-            new_refs = await self._unknown(page.refs)
-            self.counts.duplicates += len(page.refs) - len(new_refs)
-            fetched = await self._fetch_all(new_refs)
-            last_page = page.next_page_token is None
-            async with self.sessionmaker() as session:
-                await begin_write(session)
-                await self._store(session, fetched)
-                if last_page and page.checkpoint is not None:
-                    await session.execute(
-                        update(Mailbox)
-                        .where(Mailbox.id == self.mailbox.id)
-                        .values(sync_checkpoint=page.checkpoint)
-                        .execution_options(synchronize_session=False)
-                    )
-                await _renew(session, self.mailbox.id, self.owner, self.lease)
-                await session.commit()
-            if self.progress:
-                self.progress(self.counts)
-            if last_page:
-                return
-            page_token = page.next_page_token
+        """Store page after page; the next page is listed, fetched and parsed meanwhile."""
+        upcoming = asyncio.create_task(self._prepare(checkpoint, None))
+        try:
+            while True:
+                page, fetched = await upcoming
+                last_page = page.next_page_token is None
+                if not last_page:
+                    upcoming = asyncio.create_task(self._prepare(checkpoint, page.next_page_token))
+                await self._commit_page(fetched, page.checkpoint if last_page else None)
+                if self.progress:
+                    self.progress(self.counts)
+                if last_page:
+                    return
+        finally:
+            if not upcoming.done():
+                upcoming.cancel()
 
     async def retry_failed(self) -> None:
         """Messages that failed in earlier runs (and not in this one) get another try."""
@@ -237,13 +233,31 @@ class _MailboxSync:
                 )
             )
         retry = [MessageRef(p) for p in pending if p not in self.failed_this_run]
-        refs = await self._unknown(retry)
-        fetched = [f for f in await self._fetch_all(refs) if f.message is not None]
-        if not fetched:
-            return
+        fetched = [f for f in await self._fetch_all(await self._unknown(retry)) if f.message]
+        if fetched:
+            await self._commit_page(fetched, None)
+
+    async def _prepare(
+        self, checkpoint: str | None, page_token: str | None
+    ) -> tuple[ChangePage, list[_Fetched]]:
+        page = await self.provider.list_changes(checkpoint, page_token)
+        new_refs = await self._unknown(page.refs)
+        self.counts.duplicates += len(page.refs) - len(new_refs)
+        return page, await self._fetch_all(new_refs)
+
+    async def _commit_page(self, fetched: list[_Fetched], final_checkpoint: str | None) -> None:
+        """One transaction: the page's messages, and the checkpoint when it is the last page."""
         async with self.sessionmaker() as session:
             await begin_write(session)
             await self._store(session, fetched)
+            if final_checkpoint is not None:
+                await session.execute(
+                    update(Mailbox)
+                    .where(Mailbox.id == self.mailbox.id)
+                    .values(sync_checkpoint=final_checkpoint)
+                    .execution_options(synchronize_session=False)
+                )
+            await _renew(session, self.mailbox.id, self.owner, self.lease)
             await session.commit()
 
     async def _unknown(self, refs: list[MessageRef]) -> list[MessageRef]:
@@ -271,6 +285,8 @@ class _MailboxSync:
         return [r for r in refs if r.provider_message_id not in known]
 
     async def _fetch_all(self, refs: list[MessageRef]) -> list[_Fetched]:
+        """Download with bounded concurrency, then parse, all before the page's write
+        transaction opens, so the SQLite write lock is held only for the writing."""
         semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
 
         async def fetch(ref: MessageRef) -> _Fetched:
@@ -281,6 +297,9 @@ class _MailboxSync:
                     return _Fetched(ref, None, str(exc))
 
         results = await asyncio.gather(*(fetch(ref) for ref in refs))
+        for item in results:
+            if item.message is not None:
+                item.parsed = parse_or_reason(item.message.raw)
         # Oldest first, so that a reply finds the message it answers when both are in one page.
         return sorted(results, key=_arrival)
 
@@ -301,17 +320,20 @@ class _MailboxSync:
     ) -> tuple[SyncCounts, set[str]]:
         mailbox = await session.get_one(Mailbox, self.mailbox.id)
         counts, failed = SyncCounts(), set()
+        good = []
         for item in fetched:
             provider_id = item.ref.provider_message_id
             if item.message is None:
                 failed.add(provider_id)
                 await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
                 counts.errors += 1
-                continue
-            counts.fetched += 1
-            counts.add(await ingest_message(session, mailbox, _incoming(item.message), batch=batch))
-        stored = [f.ref.provider_message_id for f in fetched if f.message is not None]
-        await _resolve_sync_errors(session, mailbox.id, stored)
+            else:
+                good.append(item)
+        counts.fetched += len(good)
+        incoming = [_incoming(item) for item in good]
+        for outcome in await ingest_batch(session, mailbox, incoming, isolated=not batch):
+            counts.add(outcome)
+        await _resolve_sync_errors(session, mailbox.id, [i.ref.provider_message_id for i in good])
         await session.flush()
         return counts, failed
 
@@ -321,13 +343,17 @@ def _arrival(item: _Fetched) -> tuple[bool, datetime]:
     return (received is None, received or datetime.max.replace(tzinfo=UTC))
 
 
-def _incoming(message: FetchedMessage) -> IncomingMessage:
+def _incoming(item: _Fetched) -> IncomingMessage:
+    message = item.message
+    if message is None:
+        raise ValueError("only fetched messages can be ingested")
     return IncomingMessage(
         raw=message.raw,
         provider_message_id=message.ref.provider_message_id,
         provider_thread_id=message.ref.thread_id,
         received_at=message.received_at,
         sent_by_mailbox=message.sent_by_mailbox,
+        parsed=item.parsed,
     )
 
 

@@ -218,7 +218,7 @@ def apply_transition(
         session,
         actor,
         "ticket.state_changed",
-        ticket_id=ticket.id,
+        ticket=ticket,  # linked, so a ticket created in the same batch works too
         details={"from": current.value, "to": target.value, "reason": reason or ""},
     )
 
