@@ -22,7 +22,7 @@ from communication_agent.adapters.factory import provider_opener
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
-from communication_agent.api.routes import activity, health, mailboxes, me, oauth, tickets
+from communication_agent.api.routes import activity, health, mailboxes, me, messages, oauth, tickets
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
@@ -78,7 +78,7 @@ def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, activity, mailboxes):
+    for module in (me, tickets, messages, activity, mailboxes):
         router.include_router(module.router)
     return router
 

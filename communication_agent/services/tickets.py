@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from communication_agent.core.db import begin_write
@@ -175,6 +175,7 @@ async def get_ticket_detail(session: AsyncSession, ticket_id: int) -> TicketDeta
     ticket = await _load_ticket(session, ticket_id)
     messages = await session.scalars(
         select(Message)
+        .options(selectinload(Message.attachments))
         .where(Message.ticket_id == ticket_id)
         .order_by(Message.received_at, Message.id)
     )

@@ -1,3 +1,4 @@
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -74,3 +75,53 @@ async def test_sync_errors_are_clear(
     assert (
         await client.post(f"{API}/{mailbox_id}/sync", headers=viewer.headers)
     ).status_code == 403
+
+
+async def test_attachments_are_listed_and_downloaded_on_demand(
+    client: httpx.AsyncClient,
+    factory: Factory,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    viewer = await factory.principal(Role.VIEWER)
+    operator = await factory.principal(Role.OPERATOR)
+    pdf = b"%PDF-1.4 fake invoice \x00\xff bytes"
+    message = EmailMessage()
+    message["From"] = "a@example.org"
+    message["Subject"] = "Invoice attached"
+    message["Message-ID"] = "<att-api@x>"
+    message.set_content("See the attachment.")
+    message.add_attachment(
+        pdf, maintype="application", subtype="pdf", filename="../../invoice <1>.pdf"
+    )
+    (tmp_path / "1.eml").write_bytes(message.as_bytes())
+    mailbox_id = await _local_mailbox(factory, sessionmaker, tmp_path)
+    assert (
+        await client.post(f"{API}/{mailbox_id}/sync", headers=operator.headers)
+    ).status_code == 200
+
+    [ticket] = (await client.get("/api/v1/tickets", headers=viewer.headers)).json()["items"]
+    detail = (await client.get(f"/api/v1/tickets/{ticket['id']}", headers=viewer.headers)).json()
+    [stored] = detail["messages"]
+    [attachment] = stored["attachments"]
+    assert (attachment["filename"], attachment["content_type"], attachment["size"]) == (
+        "invoice <1>.pdf",
+        "application/pdf",
+        len(pdf),
+    )
+
+    url = f"/api/v1/messages/{stored['id']}/attachments/{attachment['id']}"
+    download = await client.get(url, headers=viewer.headers)
+    assert download.status_code == 200
+    assert download.content == pdf
+    assert download.headers["content-type"] == "application/octet-stream"
+    assert download.headers["x-content-type-options"] == "nosniff"
+    assert (
+        download.headers["content-disposition"]
+        == "attachment; filename*=UTF-8''invoice%20%3C1%3E.pdf"
+    )
+    wrong = await client.get(
+        f"/api/v1/messages/{stored['id']}/attachments/999", headers=viewer.headers
+    )
+    assert wrong.status_code == 404
+    assert (await client.get(url)).status_code == 401

@@ -35,6 +35,13 @@ class TicketSummary(Schema):
     version: int = Field(description="Send it back with changes; a stale version gets 409.")
 
 
+class AttachmentRead(Schema):
+    id: int
+    filename: str
+    content_type: str
+    size: int
+
+
 class MessageRead(Schema):
     id: int
     direction: Direction
@@ -55,6 +62,9 @@ class MessageRead(Schema):
     new_content_text: str
     is_automated: bool
     quarantine_reason: str | None
+    attachments: list[AttachmentRead] = Field(
+        description="Download with GET /api/v1/messages/{id}/attachments/{attachment_id}."
+    )
 
 
 class NoteRead(Schema):
