@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -16,9 +15,9 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.factory import provider_opener
-from communication_agent.cli.runtime import console, load_settings, reported_errors
+from communication_agent.cli.runtime import console, load_settings, run_on_engine
 from communication_agent.core.config import Settings, load_secret_key
-from communication_agent.core.db import create_engine, create_sessionmaker
+from communication_agent.core.db import create_sessionmaker
 from communication_agent.core.migrations import ensure_schema
 from communication_agent.services import mailboxes, sync
 from communication_agent.services.actors import Actor
@@ -90,16 +89,7 @@ def _execute(
                 sessionmaker, settings, ids, lambda c: bar.update(task, description=_describe(c))
             )
 
-    async def with_engine() -> SyncCounts:
-        engine = create_engine(settings.database, pool_size=2)
-        try:
-            return await main(engine)
-        finally:
-            await engine.dispose()
-
-    with reported_errors(settings):
-        return asyncio.run(with_engine())
-    raise AssertionError("unreachable")  # pragma: no cover
+    return run_on_engine(settings, main)
 
 
 def _report(counts: SyncCounts, as_json: bool) -> None:
