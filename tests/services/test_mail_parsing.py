@@ -98,6 +98,16 @@ def test_raw_8bit_headers_are_decoded() -> None:
     assert parsed.from_name == "Zoë"
 
 
+def test_encoded_display_names_are_decoded_after_the_addresses_are_split() -> None:
+    raw = _mail(
+        "From: =?utf-8?q?M=C3=BCller=2C_J=C3=BCrgen?= <jm@example.org>\n"
+        "To: =?iso-8859-1?q?Ren=E9?= <rene@example.org>, =?utf-8?b?5bGx55Sw?= <yamada@example.jp>"
+    )
+    parsed = parse_message(raw)
+    assert (parsed.from_name, parsed.from_address) == ("Müller, Jürgen", "jm@example.org")
+    assert parsed.to_addresses == ["rene@example.org", "yamada@example.jp"]
+
+
 def test_broken_encoded_words_and_garbage_dates_do_not_crash() -> None:
     raw = _mail(
         "From: =?utf-8?q?broken <a@example.org>\nSubject: =?x-bogus?B?!!!?=\nDate: yesterday-ish\nMessage-ID: no-brackets@x"
