@@ -2,7 +2,8 @@
 
 It speaks the real wire format: the paths, parameters and JSON shapes of `users.getProfile`,
 `users.messages.list/get/send` and `users.history.list` as the Gmail v1 discovery document
-defines them (unknown or malformed parameters are refused with Google's 400 body, so an adapter
+defines them, and its `batchPath` (`/batch/gmail/v1`: multipart/mixed, each part one inner call
+answered as the single endpoint would answer it) (unknown or malformed parameters are refused with Google's 400 body, so an adapter
 sending the wrong shape fails here as it would against Google), base64url `raw`, string
 `historyId`s and `internalDate`s, page tokens, and Google's error bodies. Faults are injected
 per route: 429 with Retry-After, 5xx, slow responses, 401 for a revoked access token, OAuth
@@ -21,9 +22,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import httpx
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,6 +59,7 @@ ACCEPTED = {
 FORMATS = {"full", "metadata", "minimal", "raw"}
 HISTORY_TYPES = {"labelAdded", "labelRemoved", "messageAdded", "messageDeleted"}
 MAX_RESULTS = 500
+MAX_BATCH_CALLS = 100
 
 
 def google_error(
@@ -490,7 +494,34 @@ def _build_app(server: GmailTestServer) -> Starlette:
             headers={"Location": f"{target}{separator}code={code}&state={params['state']}"},
         )
 
+    async def batch(request: Request) -> Response:
+        """Split the batch, run each inner call through this same app, and join the answers."""
+        state.requests.append(("batch", request.url.path, {}))
+        if (fault := await apply_fault("batch")) is not None:
+            return fault
+        match = re.search(r'boundary="?([^";]+)"?', request.headers.get("content-type", ""))
+        if not request.headers.get("content-type", "").startswith("multipart/mixed") or not match:
+            return error_response(400, "Batch requests must be multipart/mixed")
+        parts = _batch_parts(await request.body(), match.group(1).encode())
+        if len(parts) > MAX_BATCH_CALLS:
+            return error_response(400, f"Too many requests in batch (at most {MAX_BATCH_CALLS})")
+        outer_auth = request.headers.get("authorization")
+        boundary = f"batch_{secrets.token_hex(12)}"
+        out = bytearray()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url=server.base_url
+        ) as inner_client:
+            for content_id, inner in parts:
+                answer = await _inner_call(inner_client, inner, outer_auth)
+                out += f"--{boundary}\r\nContent-Type: application/http\r\n".encode()
+                if content_id:
+                    out += f"Content-ID: <response-{content_id.strip('<>')}>\r\n".encode()
+                out += b"\r\n" + answer + b"\r\n"
+        out += f"--{boundary}--\r\n".encode()
+        return Response(bytes(out), media_type=f"multipart/mixed; boundary={boundary}")
+
     routes = [
+        Route("/batch/gmail/v1", batch, methods=["POST"]),
         Route("/o/oauth2/auth", consent),
         Route("/gmail/v1/users/{user}/profile", profile),
         Route("/gmail/v1/users/{user}/messages", list_messages),
@@ -499,7 +530,57 @@ def _build_app(server: GmailTestServer) -> Starlette:
         Route("/gmail/v1/users/{user}/history", list_history),
         Route("/token", token, methods=["POST"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    return app
+
+
+def _batch_parts(body: bytes, boundary: bytes) -> list[tuple[str | None, bytes]]:
+    """(Content-ID, inner HTTP request) per part of a multipart/mixed batch body."""
+    parts = []
+    for chunk in body.split(b"--" + boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, inner = chunk.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        headers = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (line.partition(":") for line in head.decode("latin-1").splitlines())
+        )
+        parts.append((headers.get("content-id"), inner))
+    return parts
+
+
+async def _inner_call(client: httpx.AsyncClient, inner: bytes, outer_auth: str | None) -> bytes:
+    """Run one inner request; the answer as an HTTP/1.1 response in bytes."""
+    head, _, body = inner.partition(b"\r\n\r\n")
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    method, _, rest = request_line.partition(" ")
+    target = rest.split(" ")[0]
+    if not target.startswith("/"):
+        status, content = (
+            400,
+            json.dumps(
+                google_error(
+                    400, "Batch calls take a path, not a URL", "invalidArgument", "INVALID_ARGUMENT"
+                )
+            ).encode(),
+        )
+        headers = {"content-type": "application/json; charset=UTF-8"}
+    else:
+        inner_headers = dict(
+            (k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in header_lines if h)
+        )
+        if outer_auth and not any(k.lower() == "authorization" for k in inner_headers):
+            inner_headers["Authorization"] = outer_auth
+        response = await client.request(
+            method, target, headers=inner_headers, content=body.strip() or None
+        )
+        status, content = response.status_code, response.content
+        headers = {
+            k: v for k, v in response.headers.items() if k in ("content-type", "retry-after")
+        }
+    lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
+    lines += [f"{k.title()}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + content
 
 
 def _client_credentials(request: Request, form: Any) -> tuple[str, str]:

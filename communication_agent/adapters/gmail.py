@@ -5,7 +5,9 @@
   is picked up by the next incremental sync.
 - Incremental sync: `history.list` (messageAdded) from the stored `historyId`; a 404 means the
   id expired, reported as `CheckpointExpiredError` (the sync then resyncs fully).
-- Fetching: `messages.get?format=raw`; the SENT label marks mail the mailbox sent.
+- Fetching: `messages.get?format=raw`, many at once through Google's batch endpoint (see
+  `gmail_batch`); the SENT label marks mail the mailbox sent. Inner calls are retried one by
+  one: a 429 for one message does not refetch the others.
 - Rate limits (429, 403 rateLimitExceeded/userRateLimitExceeded) and 5xx are retried with
   backoff and `Retry-After`; a 401 refreshes the access token once; OAuth `invalid_grant`
   becomes `ReauthorisationRequiredError`.
@@ -17,9 +19,17 @@ import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from communication_agent.adapters.gmail_batch import (
+    ADVISED_CALLS,
+    BatchFormatError,
+    BatchItem,
+    decode_response,
+    encode_request,
+)
 from communication_agent.adapters.google_oauth import AccessTokens
 from communication_agent.adapters.http_retry import RetryPolicy, Sleep, default_sleep
 from communication_agent.adapters.mail_provider import (
@@ -56,6 +66,10 @@ class GmailProvider:
         timeout: float = 30.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
+        # The discovery document's batchPath: /batch/gmail/v1 beside /gmail/v1.
+        parts = urlsplit(self.api_url)
+        self.api_path = parts.path
+        self.batch_url = f"{parts.scheme}://{parts.netloc}/batch{parts.path}"
         self.tokens = tokens
         self.query = query
         self.window_days = window_days
@@ -130,22 +144,93 @@ class GmailProvider:
             raise MessageFetchError(f"message {ref.provider_message_id} no longer exists") from exc
         except ProviderUnavailableError as exc:
             raise MessageFetchError(f"message {ref.provider_message_id}: {exc}") from exc
-        raw_text = str(body.get("raw", ""))
-        try:
-            raw = base64.urlsafe_b64decode(raw_text + "=" * (-len(raw_text) % 4))
-        except ValueError as exc:
-            raise MessageFetchError(
-                f"message {ref.provider_message_id}: undecodable raw data"
-            ) from exc
-        labels = list(body.get("labelIds", []))
-        received = _from_millis(body.get("internalDate"))
-        return FetchedMessage(
-            ref=MessageRef(ref.provider_message_id, body.get("threadId") or ref.thread_id),
-            raw=raw,
-            received_at=received,
-            sent_by_mailbox="SENT" in labels,
-            labels=labels,
+        return _fetched(ref, body)
+
+    async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
+        """Fetch in batches of `ADVISED_CALLS`; one result per ref, in order."""
+        results: list[FetchedMessage | MessageFetchError] = []
+        for start in range(0, len(refs), ADVISED_CALLS):
+            results += await self._fetch_batch(refs[start : start + ADVISED_CALLS])
+        return results
+
+    async def _fetch_batch(
+        self, refs: list[MessageRef]
+    ) -> list[FetchedMessage | MessageFetchError]:
+        pending = dict(enumerate(refs))
+        done: dict[int, FetchedMessage | MessageFetchError] = {}
+        refreshed = False
+        last = "no attempt made"
+        for attempt in range(self.retry.attempts):
+            if not pending:
+                break
+            order = list(pending)
+            items, problem, hint = await self._post_batch([pending[i] for i in order], attempt)
+            if problem:
+                last = problem
+            unauthorised = problem == "HTTP 401"
+            for position, index in enumerate(order):
+                item = items.get(position)
+                if item is None:
+                    continue  # missing from the response (or the whole batch failed): retry
+                outcome = _batch_outcome(pending[index], item)
+                if outcome is None:
+                    unauthorised |= item.status == 401
+                    last = f"HTTP {item.status} {_item_reason(item)}".strip()
+                    hint = _later(hint, self.retry.delay_for(item.headers, attempt))
+                    continue
+                done[index] = outcome
+                del pending[index]
+            if not pending:
+                break
+            if unauthorised:
+                if refreshed:
+                    raise ReauthorisationRequiredError(
+                        "Gmail refused a freshly refreshed access token"
+                    )
+                refreshed = True
+                await self.tokens.current(self.http, force_refresh=True)
+                continue
+            await self.sleep(hint if hint is not None else self.retry.backoff(attempt))
+        for index, ref in pending.items():
+            done[index] = MessageFetchError(
+                f"message {ref.provider_message_id}: Gmail did not answer after "
+                f"{self.retry.attempts} attempts ({last})"
+            )
+        return [done[i] for i in range(len(refs))]
+
+    async def _post_batch(
+        self, refs: list[MessageRef], attempt: int
+    ) -> tuple[dict[int, BatchItem], str | None, float | None]:
+        """One batch request: the inner responses, or what went wrong with the whole and how
+        long the server asked us to wait."""
+        body, content_type = encode_request(
+            [f"{self.api_path}/users/me/messages/{r.provider_message_id}?format=raw" for r in refs]
         )
+        token = await self.tokens.current(self.http, force_refresh=False)
+        try:
+            response = await self.http.post(
+                self.batch_url,
+                content=body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
+            )
+        except httpx.TimeoutException:
+            return {}, "timed out", None
+        except httpx.TransportError as exc:
+            return {}, f"connection failed ({type(exc).__name__})", None
+        if response.status_code != 200:
+            problem = f"HTTP {response.status_code} {_error_reason(response)}".strip()
+            if response.status_code == 401:
+                return {}, "HTTP 401", None
+            if not _retryable(response.status_code, _error_reason(response)):
+                raise ProviderError(f"Gmail answered {problem}: {_error_message(response)}")
+            return {}, problem, self.retry.delay_for(response.headers, attempt)
+        try:
+            items = decode_response(
+                response.headers.get("content-type", ""), response.content, len(refs)
+            )
+        except BatchFormatError as exc:
+            return {}, str(exc), None
+        return items, None, None
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         payload: dict[str, Any] = {"raw": base64.urlsafe_b64encode(raw).decode()}
@@ -191,12 +276,59 @@ class GmailProvider:
             if response.status_code == 404:
                 raise _NotFoundError(last)
             if _retryable(response.status_code, reason):
-                await self.sleep(self.retry.delay_for(response, attempt))
+                await self.sleep(self.retry.delay_for(response.headers, attempt))
                 continue
             raise ProviderError(f"Gmail answered {last}: {_error_message(response)}")
         raise ProviderUnavailableError(
             f"Gmail did not answer after {self.retry.attempts} attempts ({last})"
         )
+
+
+def _fetched(ref: MessageRef, body: dict[str, Any]) -> FetchedMessage:
+    raw_text = str(body.get("raw", ""))
+    try:
+        raw = base64.urlsafe_b64decode(raw_text + "=" * (-len(raw_text) % 4))
+    except ValueError as exc:
+        raise MessageFetchError(f"message {ref.provider_message_id}: undecodable raw data") from exc
+    labels = list(body.get("labelIds", []))
+    return FetchedMessage(
+        ref=MessageRef(ref.provider_message_id, body.get("threadId") or ref.thread_id),
+        raw=raw,
+        received_at=_from_millis(body.get("internalDate")),
+        sent_by_mailbox="SENT" in labels,
+        labels=labels,
+    )
+
+
+def _batch_outcome(ref: MessageRef, item: BatchItem) -> FetchedMessage | MessageFetchError | None:
+    """A finished call's result, or None when it is worth retrying (rate limit, 5xx, 401)."""
+    if item.status == 200:
+        try:
+            return _fetched(ref, item.body)
+        except MessageFetchError as exc:
+            return exc
+    if item.status == 404:
+        return MessageFetchError(f"message {ref.provider_message_id} no longer exists")
+    if item.status == 401 or _retryable(item.status, _item_reason(item)):
+        return None
+    error = item.body.get("error")
+    detail = error if isinstance(error, dict) else {}
+    return MessageFetchError(
+        f"message {ref.provider_message_id}: Gmail answered HTTP {item.status} "
+        f"{_item_reason(item)}: {detail.get('message', '')}".rstrip(": ")
+    )
+
+
+def _item_reason(item: BatchItem) -> str:
+    error = item.body.get("error")
+    errors = error.get("errors") if isinstance(error, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("reason", ""))
+    return ""
+
+
+def _later(current: float | None, candidate: float) -> float:
+    return candidate if current is None else max(current, candidate)
 
 
 def _retryable(status: int, reason: str) -> bool:

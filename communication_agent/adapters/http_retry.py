@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-
-import httpx
 
 
 @dataclass(frozen=True)
@@ -27,16 +25,18 @@ class RetryPolicy:
         """Full jitter: uniformly in [0, min(cap, base * 2**attempt)] (spreads retry storms)."""
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
 
-    def delay_for(self, response: httpx.Response | None, attempt: int) -> float:
-        hinted = retry_after_seconds(response) if response is not None else None
+    def delay_for(self, headers: Mapping[str, str] | None, attempt: int) -> float:
+        """The server's `Retry-After` (capped) when it gave one, else backoff. `headers` are a
+        response's (httpx's, or an inner batch response's with lower-cased names)."""
+        hinted = retry_after_seconds(headers) if headers is not None else None
         if hinted is not None:
             return min(hinted, self.max_retry_after)
         return self.backoff(attempt)
 
 
-def retry_after_seconds(response: httpx.Response) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     """`Retry-After` as seconds, whether given as a number or an HTTP date."""
-    value = response.headers.get("retry-after")
+    value = headers.get("retry-after")
     if not value:
         return None
     try:

@@ -53,6 +53,15 @@ class LocalFolderProvider:
         sent = ref.provider_message_id.split("/", 1)[0] == SENT_DIR
         return FetchedMessage(ref=ref, raw=raw, received_at=mtime, sent_by_mailbox=sent)
 
+    async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
+        results: list[FetchedMessage | MessageFetchError] = []
+        for ref in refs:
+            try:
+                results.append(await self.fetch(ref))
+            except MessageFetchError as exc:
+                results.append(exc)
+        return results
+
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         sent_dir = self._root_dir() / SENT_DIR
         name = make_msgid(domain="local").strip("<>").replace("@", "_") + ".eml"

@@ -1,9 +1,10 @@
 """The mail-provider port: what sync and sending need from a mailbox, and nothing more.
 
 A provider lists changes since a checkpoint (an opaque string it defines: Gmail's historyId, or
-nothing for a folder that is rescanned), fetches one message's raw bytes, sends raw bytes, and
-describes its mailbox. Errors are reported as the exceptions below so that services can react to
-their meaning (re-authorise, resync, retry later) without knowing the provider.
+nothing for a folder that is rescanned), fetches messages' raw bytes (one, or many at once),
+sends raw bytes, and describes its mailbox. Errors are reported as the exceptions below so that
+services can react to their meaning (re-authorise, resync, retry later) without knowing the
+provider.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ class MailProvider(Protocol):
     async def list_changes(self, checkpoint: str | None, page_token: str | None) -> ChangePage: ...
 
     async def fetch(self, ref: MessageRef) -> FetchedMessage: ...
+
+    async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
+        """One result per ref, in order: the message, or why it could not be fetched (the sync
+        records it and goes on). Providers fetch as many at once as their API allows."""
+        ...
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef: ...
 

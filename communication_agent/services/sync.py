@@ -51,7 +51,9 @@ from communication_agent.services.ingestion import (
 from communication_agent.services.mail_parsing import ParsedMessage
 
 DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
-FETCH_CONCURRENCY = 8
+# Messages per `fetch_many` call (one Gmail batch request), and such calls in flight at once.
+FETCH_CHUNK = 50
+FETCH_CONCURRENCY = 4
 RETRY_FAILED_PER_RUN = 100
 NEEDS_REAUTH = TokenState.NEEDS_REAUTH.value
 
@@ -285,18 +287,22 @@ class _MailboxSync:
         return [r for r in refs if r.provider_message_id not in known]
 
     async def _fetch_all(self, refs: list[MessageRef]) -> list[_Fetched]:
-        """Download with bounded concurrency, then parse, all before the page's write
+        """Download in chunks with bounded concurrency, then parse, all before the page's write
         transaction opens, so the SQLite write lock is held only for the writing."""
         semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
 
-        async def fetch(ref: MessageRef) -> _Fetched:
+        async def fetch(chunk: list[MessageRef]) -> list[_Fetched]:
             async with semaphore:
-                try:
-                    return _Fetched(ref, await self.provider.fetch(ref), None)
-                except MessageFetchError as exc:
-                    return _Fetched(ref, None, str(exc))
+                fetched = await self.provider.fetch_many(chunk)
+            return [
+                _Fetched(ref, None, str(item))
+                if isinstance(item, MessageFetchError)
+                else _Fetched(ref, item, None)
+                for ref, item in zip(chunk, fetched, strict=True)
+            ]
 
-        results = await asyncio.gather(*(fetch(ref) for ref in refs))
+        chunks = [refs[i : i + FETCH_CHUNK] for i in range(0, len(refs), FETCH_CHUNK)]
+        results = [item for part in await asyncio.gather(*map(fetch, chunks)) for item in part]
         for item in results:
             if item.message is not None:
                 item.parsed = parse_or_reason(item.message.raw)

@@ -252,3 +252,23 @@ async def test_a_mailbox_of_malformed_mime_syncs_without_losing_anything(
     again = await _sync(sessionmaker, settings, gmail, mailbox_id)
     assert (again.fetched, again.duplicates) == (0, 7)
     assert gmail.calls("messages.get") == gets
+
+
+async def test_batched_fetches_retry_only_the_calls_that_failed(
+    settings: Settings, sessionmaker: SessionMaker, gmail: GmailTestServer
+) -> None:
+    limited = gmail.add_message(raw_email(message_id="<limited@x>"))
+    gone = gmail.add_message(raw_email(message_id="<gone@x>"))
+    fine = gmail.add_message(raw_email(message_id="<fine@x>"))
+    mailbox_id = await _connect(sessionmaker, gmail)
+    gmail.inject(Fault("batch", status=503))  # the whole batch fails once
+    gmail.inject(Fault("messages.get", status=429, retry_after="0", message_id=limited.id))
+    gmail.inject(Fault("messages.get", status=404, times=99, message_id=gone.id))
+    counts = await _sync(sessionmaker, settings, gmail, mailbox_id)
+    assert (counts.new_tickets, counts.errors) == (2, 1)
+    gets = [path.rsplit("/", 1)[1] for r, path, _q in gmail.state.requests if r == "messages.get"]
+    assert (gets.count(limited.id), gets.count(gone.id), gets.count(fine.id)) == (2, 1, 1)
+    assert gmail.calls("batch") == 3  # the 503, the one with the 429, the retry of one call
+    async with sessionmaker() as session:
+        [error] = (await session.scalars(select(SyncError))).all()
+        assert (error.provider_message_id, "no longer exists" in error.error) == (gone.id, True)

@@ -69,6 +69,15 @@ class FakeProvider:
             ref=ref, raw=self.messages[ref.provider_message_id], received_at=utcnow()
         )
 
+    async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
+        results: list[FetchedMessage | MessageFetchError] = []
+        for ref in refs:
+            try:
+                results.append(await self.fetch(ref))
+            except MessageFetchError as exc:
+                results.append(exc)
+        return results
+
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         raise NotImplementedError
 
