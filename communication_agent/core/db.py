@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -78,3 +78,27 @@ async def begin_write(session: AsyncSession) -> None:
             raise RuntimeError("begin_write() must come before the unit of work changes anything")
         await session.commit()
     await session.connection(execution_options={WRITE_INTENT: True})
+
+
+async def assign_sqlite_ids(session: AsyncSession) -> None:
+    """Give the session's new rows their ids before a flush, on SQLite only.
+
+    SQLite cannot tell which RETURNING row belongs to which row of a multi-row INSERT, so the
+    ORM inserts objects without ids one statement at a time; with ids set it batches them. Inside
+    a `begin_write` transaction this process is SQLite's only writer, so `max(id) + 1` onwards is
+    exactly what SQLite would have allocated (the tables are plain rowid tables, which reuse
+    nothing but a deleted maximum, as SQLite itself does). PostgreSQL batches on its own.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    pending: dict[type[Any], list[Any]] = {}
+    for obj in session.new:
+        mapper = inspect(obj).mapper
+        if len(mapper.primary_key) == 1 and mapper.primary_key[0].key == "id" and obj.id is None:
+            pending.setdefault(type(obj), []).append(obj)
+    with session.no_autoflush:
+        for cls, objects in pending.items():
+            table = inspect(cls).local_table
+            highest = await session.scalar(select(func.coalesce(func.max(table.c.id), 0)))
+            for offset, obj in enumerate(objects, start=1):
+                obj.id = int(highest or 0) + offset

@@ -7,9 +7,10 @@ with the change it describes, which is what makes the log trustworthy.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.models import ActivityEntry, Ticket
@@ -40,6 +41,52 @@ def record(
         entry.ticket = ticket
     session.add(entry)
     return entry
+
+
+@dataclass
+class EntryBatch:
+    """Entries gathered while a batch of changes is built, written with one multi-row INSERT.
+
+    `record` adds an ORM object per entry, which SQLite then inserts one statement at a time
+    (it cannot match RETURNING rows to objects otherwise). Bulk ingestion writes thousands of
+    entries whose ids nobody needs back: `write` them after the flush that gave their tickets
+    ids, in the same transaction, so they still commit or roll back with what they describe.
+    """
+
+    rows: list[tuple[Ticket | None, dict[str, Any]]] = field(default_factory=list)
+
+    def add(
+        self,
+        actor: Actor,
+        action: str,
+        *,
+        ticket: Ticket | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.rows.append(
+            (
+                ticket,
+                {
+                    "actor_type": actor.type.value,
+                    "actor_user_id": actor.user_id,
+                    "actor_token_id": actor.token_id,
+                    "actor_name": actor.name,
+                    "action": action,
+                    "details": details or {},
+                },
+            )
+        )
+
+    async def write(self, session: AsyncSession) -> None:
+        """Call after flushing (tickets must have ids); empties the batch."""
+        if not self.rows:
+            return
+        rows = [
+            {**values, "ticket_id": ticket.id if ticket is not None else None}
+            for ticket, values in self.rows
+        ]
+        self.rows.clear()
+        await session.execute(insert(ActivityEntry), rows)
 
 
 async def list_activity(

@@ -23,6 +23,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from communication_agent.core.db import assign_sqlite_ids
 from communication_agent.models import (
     Attachment,
     Contact,
@@ -166,13 +167,16 @@ async def _write(
         session, mailbox.id, batch, [p for p in parsed if not isinstance(p, str)]
     )
     outcomes = []
+    log = activity.EntryBatch()
     with session.no_autoflush:
         for incoming, result in zip(batch, parsed, strict=True):
             if isinstance(result, str):
-                outcomes.append(_quarantine(session, mailbox, incoming, result, index))
+                outcomes.append(_quarantine(session, mailbox, incoming, result, index, log=log))
             else:
-                outcomes.append(_store(session, mailbox, incoming, result, index))
+                outcomes.append(_store(session, mailbox, incoming, result, index, log=log))
+    await assign_sqlite_ids(session)
     await session.flush()
+    await log.write(session)
     return outcomes
 
 
@@ -279,6 +283,8 @@ def _quarantine(
     incoming: IncomingMessage,
     reason: str,
     index: _BatchIndex,
+    *,
+    log: activity.EntryBatch,
 ) -> Outcome:
     if incoming.provider_message_id in index.provider_ids:
         return Outcome.DUPLICATE
@@ -292,8 +298,7 @@ def _quarantine(
             raw=incoming.raw,
         )
     )
-    activity.record(
-        session,
+    log.add(
         SYNC_ACTOR,
         "message.quarantined",
         details={
@@ -311,6 +316,8 @@ def _store(
     incoming: IncomingMessage,
     parsed: ParsedMessage,
     index: _BatchIndex,
+    *,
+    log: activity.EntryBatch,
 ) -> Outcome:
     if (parsed.message_id and parsed.message_id in index.message_ids) or (
         incoming.provider_message_id and incoming.provider_message_id in index.provider_ids
@@ -325,14 +332,13 @@ def _store(
         return Outcome.IGNORED
     outcome = Outcome.THREADED
     if ticket is None:
-        ticket = _open_ticket(session, mailbox, parsed, incoming, index)
+        ticket = _open_ticket(session, mailbox, parsed, incoming, index, log=log)
         outcome = Outcome.NEW_TICKET
     message = _message_row(mailbox, ticket, incoming, parsed, outbound)
     session.add(message)
     index.remember(parsed, incoming.provider_thread_id, ticket)
     if outcome is Outcome.THREADED:  # a new ticket's first message is logged by `ticket.created`
-        activity.record(
-            session,
+        log.add(
             SYNC_ACTOR,
             "message.received" if not outbound else "message.sent_elsewhere",
             ticket=ticket,
@@ -348,6 +354,8 @@ def _open_ticket(
     parsed: ParsedMessage,
     incoming: IncomingMessage,
     index: _BatchIndex,
+    *,
+    log: activity.EntryBatch,
 ) -> Ticket:
     """A new conversation. Automated mail (newsletters, bounces) is filed straight to DONE: kept
     and searchable, but never on the operators' to-do list and never answered."""
@@ -372,8 +380,7 @@ def _open_ticket(
     )
     ticket.contact = contact
     session.add(ticket)
-    activity.record(
-        session,
+    log.add(
         SYNC_ACTOR,
         "ticket.created",
         ticket=ticket,
