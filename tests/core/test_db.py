@@ -39,7 +39,7 @@ async def test_new_rows_get_ids_before_the_flush_on_sqlite_only(
         await session.commit()
     async with sessionmaker() as session:
         await begin_write(session)
-        existing = await session.scalar(select(func.max(Contact.id)))
+        existing = int(await session.scalar(select(func.max(Contact.id))) or 0)
         fresh = [Contact(email=f"c{i}@example.org", name="") for i in range(3)]
         session.add_all(fresh)
         await assign_sqlite_ids(session)
