@@ -11,6 +11,7 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -19,14 +20,26 @@ from fastapi.responses import HTMLResponse
 
 from communication_agent import __version__
 from communication_agent.adapters.factory import provider_opener
+from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
-from communication_agent.api.routes import activity, health, mailboxes, me, messages, oauth, tickets
+from communication_agent.api.routes import (
+    activity,
+    assistant,
+    health,
+    mailboxes,
+    me,
+    messages,
+    oauth,
+    tickets,
+)
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
 from communication_agent.core.migrations import ensure_schema
+from communication_agent.services import reasoning_tasks
+from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.background import run_sync_loop
 
 log = get_logger(__name__)
@@ -49,10 +62,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.provider_opener = provider_opener(settings, secret_key.get_secret_value())
+            app.state.reasoning_model = reasoning_model(settings)
+            app.state.assistant_config = AssistantConfig.from_settings(
+                settings, (secret_key.get_secret_value(),)
+            )
             log.info("started", database=settings.database_display, schema=status.head)
-            async with _background_sync(app, settings):
+            async with _background_sync(app, settings), _background_reasoning(app, settings):
                 yield
         finally:
+            if hasattr(app.state, "reasoning_model"):
+                await app.state.reasoning_model.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -78,7 +97,7 @@ def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, messages, activity, mailboxes):
+    for module in (me, tickets, assistant, messages, activity, mailboxes):
         router.include_router(module.router)
     return router
 
@@ -120,6 +139,31 @@ async def _background_sync(app: FastAPI, settings: Settings) -> AsyncIterator[No
             interval=settings.sync_interval_seconds,
             stop=stop,
             lease=settings.sync_lease,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@asynccontextmanager
+async def _background_reasoning(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Triage and draft queued customer mail in this process (COMMAGENT_REASONING_ENABLED)."""
+    if not settings.reasoning_enabled:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        reasoning_tasks.run_loop(
+            app.state.sessionmaker,
+            app.state.reasoning_model,
+            app.state.assistant_config,
+            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
+            interval=settings.reasoning_interval_seconds,
+            lease=timedelta(seconds=settings.reasoning_lease_seconds),
+            stop=stop,
         )
     )
     try:

@@ -10,9 +10,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import ProviderOpener
+from communication_agent.adapters.reasoning import ReasoningModel
 from communication_agent.models.enums import Role
 from communication_agent.models.schemas.common import MAX_DB_INT
 from communication_agent.services.actors import Actor
+from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.auth import authenticate_token
 from communication_agent.services.errors import AuthenticationError, PermissionDeniedError
 
@@ -45,6 +47,20 @@ def get_provider_opener(request: Request) -> ProviderOpener:
 
 
 ProviderOpenerDep = Annotated[ProviderOpener, Depends(get_provider_opener)]
+
+
+def get_reasoning_model(request: Request) -> ReasoningModel:
+    model: ReasoningModel = request.app.state.reasoning_model
+    return model
+
+
+def get_assistant_config(request: Request) -> AssistantConfig:
+    config: AssistantConfig = request.app.state.assistant_config
+    return config
+
+
+ReasoningModelDep = Annotated[ReasoningModel, Depends(get_reasoning_model)]
+AssistantConfigDep = Annotated[AssistantConfig, Depends(get_assistant_config)]
 
 
 async def get_current_actor(

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from communication_agent.adapters.mail_provider import ProviderError
 from communication_agent.core.logging import get_logger
+from communication_agent.services.assistant import ModelFailedError
 from communication_agent.services.errors import (
     AuthenticationError,
     ConflictError,
@@ -35,6 +36,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
     (SyncFailedError, 502),
+    (ModelFailedError, 502),
 ]
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -15,16 +16,25 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from communication_agent.adapters.factory import provider_opener
+from communication_agent.adapters.reasoning_factory import reasoning_model
+from communication_agent.cli import evaluate as evaluate_cli
 from communication_agent.cli import mailboxes as mailboxes_cli
 from communication_agent.cli.mail import import_mail, sync_mail
-from communication_agent.cli.runtime import console, load_settings, run_on_engine, run_service
+from communication_agent.cli.runtime import (
+    configured,
+    console,
+    load_settings,
+    run_on_engine,
+    run_service,
+)
 from communication_agent.core import migrations
 from communication_agent.core.config import load_secret_key
 from communication_agent.core.db import create_sessionmaker
 from communication_agent.models import ApiToken, User
 from communication_agent.models.enums import Role
-from communication_agent.services import users
+from communication_agent.services import reasoning_tasks, users
 from communication_agent.services.actors import Actor
+from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.auth import IssuedToken
 from communication_agent.services.background import run_sync_loop
 
@@ -36,6 +46,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(mailboxes_cli.app, name="mailboxes")
+app.add_typer(evaluate_cli.app, name="eval")
 app.command("import")(import_mail)
 app.command("sync")(sync_mail)
 
@@ -211,13 +222,15 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run background work (mailbox sync) until stopped with Ctrl-C or SIGTERM.
+    """Run background work (mailbox sync, triage and drafting) until Ctrl-C or SIGTERM.
 
-    Run as many as you like on PostgreSQL: each mailbox is synced by one worker at a time."""
+    Run as many as you like on PostgreSQL: each mailbox is synced by one worker at a time, and
+    each queued ticket is triaged by one."""
     settings = load_settings()
     secret_key = load_secret_key(settings).get_secret_value()
     every = interval or settings.sync_interval_seconds or 60
     owner = f"worker:{socket.gethostname()}:{os.getpid()}"
+    model = configured(lambda: reasoning_model(settings)) if settings.reasoning_enabled else None
 
     async def work(engine: AsyncEngine) -> None:
         await migrations.ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
@@ -227,14 +240,35 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         database = settings.database_display
         stdout.print(f"worker {owner}: syncing mailboxes every {every:g}s (database: {database})")
-        await run_sync_loop(
-            create_sessionmaker(engine),
-            provider_opener(settings, secret_key),
-            owner=owner,
-            interval=every,
-            stop=stop,
-            lease=settings.sync_lease,
-        )
+        sessionmaker = create_sessionmaker(engine)
+        loops = [
+            run_sync_loop(
+                sessionmaker,
+                provider_opener(settings, secret_key),
+                owner=owner,
+                interval=every,
+                stop=stop,
+                lease=settings.sync_lease,
+            )
+        ]
+        if model is not None:
+            stdout.print(f"worker {owner}: triage and drafting with {model.provider}/{model.model}")
+            loops.append(
+                reasoning_tasks.run_loop(
+                    sessionmaker,
+                    model,
+                    AssistantConfig.from_settings(settings, (secret_key,)),
+                    owner=owner,
+                    interval=settings.reasoning_interval_seconds,
+                    lease=timedelta(seconds=settings.reasoning_lease_seconds),
+                    stop=stop,
+                )
+            )
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            if model is not None:
+                await model.aclose()
 
     run_on_engine(settings, work)
 
@@ -250,6 +284,8 @@ def serve(
 
     async def check(engine: AsyncEngine) -> migrations.SchemaStatus:
         load_secret_key(settings)  # fail (or generate the key) here, not in each worker
+        await reasoning_model(settings).aclose()  # a half-configured model backend stops here
+        AssistantConfig.from_settings(settings)
         return await migrations.ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
 
     run_on_engine(settings, check)

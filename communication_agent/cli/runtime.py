@@ -56,6 +56,14 @@ def load_settings() -> Settings:
     return settings
 
 
+def configured(build: Callable[[], T]) -> T:
+    """Build something from the configuration, or exit with the line that says what to fix."""
+    try:
+        return build()
+    except ConfigurationError as exc:
+        fail(str(exc))
+
+
 @contextmanager
 def reported_errors(settings: Settings) -> Iterator[None]:
     """Turn the errors a user can act on into one clear line each."""

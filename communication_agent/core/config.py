@@ -14,11 +14,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
 from communication_agent.core.logging import get_logger, scrubber
+from communication_agent.models.schemas.reasoning import DEFAULT_CATEGORIES
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 MIN_SECRET_KEY_LENGTH = 32
@@ -67,6 +68,50 @@ class Settings(BaseSettings):
     gmail_sync_window_days: int = Field(default=30, ge=1, le=3650)
     gmail_page_size: int = Field(default=500, ge=1, le=500, description="Ids per list request.")
     page_size_default: int = Field(default=50, ge=1, le=500)
+    llm_provider: Literal["offline", "openai", "anthropic"] = Field(
+        default="offline", description="The reasoning backend (offline = the rules engine)."
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="openai: any Chat Completions server (.../v1); anthropic: API."
+    )
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Tries per task when the output is invalid."
+    )
+    llm_redact: bool = Field(
+        default=False, description="Mask emails, phones and card numbers sent to a remote model."
+    )
+    offline_rules_dir: Path | None = Field(
+        default=None, description="Replacement rule files for the offline engine, file by file."
+    )
+    knowledge_path: Path | None = Field(
+        default=None, description="A TOML knowledge base (snippets for drafts); unset: samples."
+    )
+    triage_categories: str = Field(
+        default=",".join(DEFAULT_CATEGORIES),
+        description="Comma-separated categories for triage; must include 'other'.",
+    )
+    auto_done_confidence: float = Field(
+        default=0.9, ge=0.5, le=1.0, description="Triage confidence needed to close by itself."
+    )
+    reasoning_enabled: bool = Field(
+        default=True, description="Triage and draft new mail in serve and worker."
+    )
+    reasoning_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    reasoning_lease_seconds: int = Field(default=300, ge=5, le=3600)
+
+    @field_validator("triage_categories")
+    @classmethod
+    def _needs_other(cls, value: str) -> str:
+        if "other" not in _split(value):
+            raise ValueError("COMMAGENT_TRIAGE_CATEGORIES must include 'other' (the fallback)")
+        return value
+
+    @property
+    def categories(self) -> list[str]:
+        return _split(self.triage_categories)
 
     @cached_property
     def database(self) -> URL:
@@ -113,6 +158,10 @@ class Settings(BaseSettings):
                 "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
             )
         return _load_or_generate_key(self.data_dir / SECRET_KEY_FILE)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip().lower() for part in value.split(",") if part.strip()]
 
 
 def normalise_database_url(raw: str) -> URL:

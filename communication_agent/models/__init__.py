@@ -14,6 +14,7 @@ from communication_agent.models.mail import (
     QuarantinedMessage,
     SyncError,
 )
+from communication_agent.models.reasoning import ModelCall, ReasoningTask
 from communication_agent.models.tickets import Draft, Note, Ticket, TriageResult
 from communication_agent.models.users import ApiToken, User
 
@@ -27,8 +28,10 @@ __all__ = [
     "Mailbox",
     "Message",
     "MessageSource",
+    "ModelCall",
     "Note",
     "QuarantinedMessage",
+    "ReasoningTask",
     "SyncError",
     "Ticket",
     "TriageResult",

@@ -51,6 +51,7 @@ class DraftStatus(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     DISCARDED = "discarded"
+    SUPERSEDED = "superseded"  # a newer customer message made this proposal obsolete
     FAILED = "failed"
 
 

@@ -78,6 +78,8 @@ class TriageResult(Base):
     needs_reply: Mapped[bool] = mapped_column(default=True)
     suggested_state: Mapped[str | None] = mapped_column(String(20))
     confidence: Mapped[float] = mapped_column(default=0.0)
+    flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    routing: Mapped[str | None] = mapped_column(Text)  # what the policy did with it, and why
     provider: Mapped[str] = mapped_column(String(50), default="")
     model: Mapped[str] = mapped_column(String(100), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -92,6 +94,15 @@ class Draft(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     plan: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
     author: Mapped[str] = mapped_column(String(100))
+    # What a model proposal rests on, and why an operator must look closely (injection cues,
+    # hidden text): shown with the draft, never acted on automatically.
+    citations: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    needs_info: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    review_flags: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    language: Mapped[str | None] = mapped_column(String(16))
+    instruction: Mapped[str | None] = mapped_column(Text)
+    source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    status_reason: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

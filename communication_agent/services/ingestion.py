@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +31,7 @@ from communication_agent.models import (
     Message,
     MessageSource,
     QuarantinedMessage,
+    ReasoningTask,
     Ticket,
 )
 from communication_agent.models.base import utcnow
@@ -177,6 +178,11 @@ async def _write(
     await assign_sqlite_ids(session)
     await session.flush()
     await log.write(session)
+    if index.reasoning:
+        await session.execute(
+            insert(ReasoningTask),
+            [{"ticket_id": t.id, "message_id": m.id} for t, m in index.reasoning],
+        )
     return outcomes
 
 
@@ -189,6 +195,8 @@ class _BatchIndex:
     tickets: dict[int, Ticket]
     contacts: dict[str, Contact]
     provider_ids: set[str]
+    # Customer messages to triage and draft for, queued with the batch (see reasoning_tasks).
+    reasoning: list[tuple[Ticket, Message]] = field(default_factory=list)
 
     @classmethod
     async def load(
@@ -337,6 +345,8 @@ def _store(
     message = _message_row(mailbox, ticket, incoming, parsed, outbound)
     session.add(message)
     index.remember(parsed, incoming.provider_thread_id, ticket)
+    if not outbound and not parsed.is_automated:
+        index.reasoning.append((ticket, message))
     if outcome is Outcome.THREADED:  # a new ticket's first message is logged by `ticket.created`
         log.add(
             SYNC_ACTOR,
@@ -430,12 +440,21 @@ def _message_row(
         body_html=parsed.body_html,
         new_content_text=parsed.new_content_text,
         is_automated=parsed.is_automated,
-        flags={"automated_reason": parsed.automated_reason} if parsed.is_automated else {},
+        flags=_flags(parsed),
     )
     message.ticket = ticket
     message.source = MessageSource(raw=incoming.raw)
     message.attachments = list(_attachments(parsed))
     return message
+
+
+def _flags(parsed: ParsedMessage) -> dict[str, object]:
+    flags: dict[str, object] = {}
+    if parsed.is_automated:
+        flags["automated_reason"] = parsed.automated_reason
+    if parsed.hidden_html:
+        flags["hidden_html"] = True
+    return flags
 
 
 def _attachments(parsed: ParsedMessage) -> Iterable[Attachment]:

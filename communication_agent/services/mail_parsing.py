@@ -109,6 +109,21 @@ class _MemoisingHeaderRegistry(HeaderRegistry):
 POLICY = email.policy.default.clone(header_factory=_MemoisingHeaderRegistry())
 
 
+# Styles and attributes that hide text from a person while leaving it in the text a machine reads:
+# the classic carrier of instructions aimed at a language model.
+HIDDEN_TEXT = re.compile(
+    r"""(?ix)
+    style\s*=\s*["'][^"']*(
+        display\s*:\s*none | visibility\s*:\s*hidden | font-size\s*:\s*0(?![.\d]*[1-9])
+        | opacity\s*:\s*0(?![.\d]*[1-9])
+        | (?<![-\w])color\s*:\s*(\#fff\b|\#ffffff\b|white\b|transparent)
+        | (max-)?height\s*:\s*0(px)?\s*[;"'] | text-indent\s*:\s*-\d{3,}
+    )
+    | <[a-z]+[^>]*\shidden[\s>=]
+    """
+)
+
+
 class UnparseableMessageError(Exception):
     """The bytes are not a usable email; the message says why (stored with the quarantine)."""
 
@@ -139,6 +154,7 @@ class ParsedMessage:
     attachments: list[AttachmentMeta] = field(default_factory=list)
     automated_reason: str | None = None
     defects: list[str] = field(default_factory=list)
+    hidden_html: bool = False  # the HTML hides text from the reader (a prompt-injection cue)
 
     @property
     def is_automated(self) -> bool:
@@ -175,6 +191,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         new_content_text=new_content(body_text),
         attachments=attachments,
         automated_reason=automated_reason(message, from_address),
+        hidden_html=bool(body_html and HIDDEN_TEXT.search(body_html)),
         defects=sorted({type(d).__name__ for d in _all_defects(message)}),
     )
 

@@ -84,22 +84,59 @@ class TriageRead(Schema):
     language: str
     summary: str
     needs_reply: bool
-    suggested_state: TicketState | None
+    suggested_state: TicketState | None = Field(description="The model's advice; see routing.")
     confidence: float
+    flags: list[str] = Field(description="Review flags: text aimed at the model, hidden HTML.")
+    routing: str | None = Field(description="What the routing policy did, and why.")
     provider: str
     model: str
     created_at: datetime
 
 
+class PlanStepRead(Schema):
+    action: str
+    reason: str
+    citations: list[str]
+
+
 class DraftRead(Schema):
     id: int
     status: DraftStatus
+    status_reason: str | None
     body: str
-    plan: list[dict[str, Any]]
+    plan: list[PlanStepRead] = Field(description="The operator's steps, in order.")
+    citations: list[str] = Field(description='What the draft relies on: "message:<id>", ...')
+    needs_info: list[str] = Field(description="Facts the reply asks the customer for.")
+    review_flags: list[str] = Field(description="Why an operator should look twice.")
+    language: str | None
+    instruction: str | None = Field(description="The operator's wish it was regenerated with.")
+    source_message_id: int | None
     author: str
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+class DraftRequest(RequestSchema):
+    instruction: str | None = Field(
+        default=None,
+        max_length=2000,
+        description='How to change the draft, e.g. "shorter, offer a refund".',
+    )
+
+
+class ModelCallRead(Schema):
+    id: int
+    task: str
+    provider: str
+    model: str
+    prompt_version: str
+    latency_ms: int
+    tokens_in: int
+    tokens_out: int
+    outcome: str
+    error: str | None
+    created_at: datetime
 
 
 class TicketDetailRead(TicketSummary):

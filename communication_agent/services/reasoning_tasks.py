@@ -1,0 +1,203 @@
+"""The reasoning work queue: triage, route and draft new customer mail in the background.
+
+Ingestion queues a task in the transaction that stores a customer message, so no message is
+forgotten and the sync never waits for a model. Any process (`serve`, `commagent worker`)
+claims due tasks under a lease: on PostgreSQL with `FOR UPDATE SKIP LOCKED`, on SQLite inside
+its single-writer transaction, so two workers never take the same task, and a dead worker's task
+is taken again once its lease ends. A model outage fails the attempt, not the task: it is retried
+with growing delays, and marked `failed` with its reason after `MAX_ATTEMPTS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from communication_agent.adapters.reasoning import ReasoningModel
+from communication_agent.core.db import begin_write
+from communication_agent.core.logging import get_logger
+from communication_agent.models import Message, ReasoningTask, Ticket, TriageResult
+from communication_agent.models.base import utcnow
+from communication_agent.models.enums import Direction, TicketState
+from communication_agent.services import assistant
+from communication_agent.services.assistant import AssistantConfig, ModelFailedError
+from communication_agent.services.errors import DomainError
+
+log = get_logger(__name__)
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+MAX_ATTEMPTS = 6
+FIRST_RETRY = timedelta(seconds=30)
+MAX_RETRY = timedelta(hours=1)
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+def retry_delay(attempts: int) -> timedelta:
+    delay: timedelta = FIRST_RETRY * 2 ** max(attempts - 1, 0)
+    return min(delay, MAX_RETRY)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    ticket_id: int
+    attempts: int
+
+
+async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Claimed | None:
+    """Take the oldest due task, or None. Other pending tasks of its ticket are folded into it:
+    the work always looks at the ticket's newest message, so they would repeat it."""
+    now = utcnow()
+    due = or_(
+        (ReasoningTask.status == PENDING) & (ReasoningTask.next_attempt_at <= now),
+        (ReasoningTask.status == RUNNING) & (ReasoningTask.lease_expires_at < now),
+    )
+    async with sessionmaker() as session:
+        # A plain read first: an idle queue must not take SQLite's write lock every round.
+        if await session.scalar(select(ReasoningTask.id).where(due).limit(1)) is None:
+            return None
+    async with sessionmaker() as session:
+        await begin_write(session)
+        query = select(ReasoningTask).where(due).order_by(ReasoningTask.id).limit(1)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        task = await session.scalar(query)
+        if task is None:
+            await session.commit()
+            return None
+        task.status, task.lease_owner = RUNNING, owner
+        task.lease_expires_at, task.updated_at = now + lease, now
+        task.attempts += 1
+        await session.execute(
+            update(ReasoningTask)
+            .where(
+                ReasoningTask.ticket_id == task.ticket_id,
+                ReasoningTask.status == PENDING,
+                ReasoningTask.id != task.id,
+            )
+            .values(status=DONE, last_error=f"folded into task {task.id}", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        claimed = Claimed(task.id, task.ticket_id, task.attempts)
+        await session.commit()
+        return claimed
+
+
+async def process(
+    sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, task: Claimed
+) -> None:
+    """Triage (unless the newest message already has one), route, then draft if a reply is
+    needed. A failure goes back to the queue with a delay."""
+    try:
+        needs_draft = await _triage_if_needed(sessionmaker, model, config, task.ticket_id)
+        if needs_draft:
+            await assistant.draft_ticket(sessionmaker, model, config, task.ticket_id)
+    except (ModelFailedError, DomainError) as exc:
+        await _finish(sessionmaker, task, error=exc.message)
+        log.warning("reasoning_failed", ticket_id=task.ticket_id, task_id=task.id)
+        return
+    except Exception as exc:  # recorded on the task; the queue goes on
+        log.exception("reasoning_crashed", ticket_id=task.ticket_id, task_id=task.id)
+        await _finish(sessionmaker, task, error=f"unexpected error ({type(exc).__name__})")
+        return
+    await _finish(sessionmaker, task, error=None)
+
+
+async def _triage_if_needed(
+    sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, ticket_id: int
+) -> bool:
+    async with sessionmaker() as session:
+        latest = await session.scalar(
+            select(Message.id)
+            .where(
+                Message.ticket_id == ticket_id,
+                Message.direction == Direction.INBOUND.value,
+                Message.is_automated.is_(False),
+            )
+            .order_by(Message.id.desc())
+            .limit(1)
+        )
+        done = await session.scalar(
+            select(TriageResult)
+            .where(TriageResult.ticket_id == ticket_id, TriageResult.message_id == latest)
+            .order_by(TriageResult.id.desc())
+            .limit(1)
+        )
+        ticket = await session.get(Ticket, ticket_id)
+    if latest is None or ticket is None:
+        return False
+    if done is None:
+        outcome = await assistant.triage_ticket(sessionmaker, model, config, ticket_id)
+        done, state = outcome.result, outcome.routed_to or TicketState(ticket.state)
+    else:
+        state = TicketState(ticket.state)
+    return done.needs_reply and done.category != "spam" and state is not TicketState.DONE
+
+
+async def _finish(sessionmaker: SessionMaker, task: Claimed, *, error: str | None) -> None:
+    now = utcnow()
+    values: dict[str, object]
+    if error is None:
+        values = {"status": DONE, "last_error": None}
+    elif task.attempts >= MAX_ATTEMPTS:
+        values = {"status": FAILED, "last_error": error}
+    else:
+        values = {
+            "status": PENDING,
+            "last_error": error,
+            "next_attempt_at": now + retry_delay(task.attempts),
+        }
+    async with sessionmaker() as session:
+        await begin_write(session)
+        await session.execute(
+            update(ReasoningTask)
+            .where(ReasoningTask.id == task.id)
+            .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
+        )
+        await session.commit()
+
+
+async def run_due(
+    sessionmaker: SessionMaker,
+    model: ReasoningModel,
+    config: AssistantConfig,
+    *,
+    owner: str,
+    lease: timedelta,
+    limit: int = 50,
+) -> int:
+    """Work through due tasks (at most `limit`); returns how many were processed."""
+    processed = 0
+    while processed < limit:
+        task = await claim(sessionmaker, owner, lease)
+        if task is None:
+            break
+        await process(sessionmaker, model, config, task)
+        processed += 1
+    return processed
+
+
+async def run_loop(
+    sessionmaker: SessionMaker,
+    model: ReasoningModel,
+    config: AssistantConfig,
+    *,
+    owner: str,
+    interval: float,
+    lease: timedelta,
+    stop: asyncio.Event,
+) -> None:
+    """Rounds of `run_due` until `stop` is set; an unexpected failure is logged, not fatal."""
+    log.info("reasoning_loop_started", owner=owner, provider=model.provider)
+    while not stop.is_set():
+        try:
+            await run_due(sessionmaker, model, config, owner=owner, lease=lease)
+        except Exception:  # a database outage must not end the loop for good
+            log.exception("reasoning_round_failed", owner=owner)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+    log.info("reasoning_loop_stopped", owner=owner)
