@@ -134,6 +134,19 @@ class OfflineRules:
         return [(a.strip(), r.strip()) for a, _, r in (s.partition("|") for s in chosen)]
 
 
+class _Leave(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"  # an unknown placeholder stays visible instead of crashing
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """Fill the documented placeholders; anything else in braces is left as written."""
+    try:
+        return template.format_map(_Leave(values))
+    except (ValueError, IndexError, AttributeError):  # stray braces or "{0}": use it as it is
+        return template
+
+
 class OfflineReasoningModel:
     """`ReasoningModel` implemented by the rules (see the module docstring)."""
 
@@ -166,7 +179,11 @@ class OfflineReasoningModel:
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         category, top = ranked[0] if ranked and ranked[0][1] > 0 else ("other", 0.0)
         second = ranked[1][1] if len(ranked) > 1 else 0.0
-        needs_reply = self._needs_reply(body, category, scores)
+        # The subject of a reply names the old topic ("Re: login"): judge "nothing to answer"
+        # on the new text alone.
+        needs_reply = self._needs_reply(
+            body, category, self._category_scores("", body, context.categories)
+        )
         if not needs_reply and category in _PROBLEM_CATEGORIES:
             category = "other"
         if category not in context.categories:
@@ -261,13 +278,10 @@ class OfflineReasoningModel:
         instruction = fold(context.instruction or "")
         short = any(w in instruction for w in ("short", "brief", "kurz", "court", "breve"))
         first_name = context.customer_name.split()[0] if context.customer_name.strip() else ""
-        lines = [
-            templates["greeting"].format(name=first_name)
-            if first_name
-            else templates["greeting_anonymous"],
-            "",
-        ]
-        body = str(templates["body"].get(category) or templates["body"]["other"])
+        values = {"name": first_name, "subject": context.subject, "ticket": str(context.ticket_id)}
+        greeting = templates["greeting"] if first_name else templates["greeting_anonymous"]
+        lines = [_fill(greeting, values), ""]
+        body = _fill(str(templates["body"].get(category) or templates["body"]["other"]), values)
         lines.append(body if language == "de" else body[:1].upper() + body[1:])
         if "apolog" in instruction or "sorry" in instruction or triage["sentiment"] == "negative":
             lines.append(templates["apology"])
@@ -276,11 +290,11 @@ class OfflineReasoningModel:
         needs = str(templates["needs"].get(category, ""))
         needs_info = [needs] if needs and not short and not self._context_answers(context) else []
         if needs_info:
-            lines.append(templates["ask"].format(needs=needs))
+            lines.append(_fill(templates["ask"], {**values, "needs": needs}))
         citations = [context.latest_inbound.ref] if context.latest_inbound else []
         if context.knowledge and not short:
             snippet = context.knowledge[0]
-            lines.append(templates["snippet"].format(snippet=snippet.title))
+            lines.append(_fill(templates["snippet"], {**values, "snippet": snippet.title}))
             citations.append(snippet.ref)
         lines += ["", templates["closing"]]
         if short:

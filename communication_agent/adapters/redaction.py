@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from communication_agent.adapters.reasoning import Reasoned, ReasoningModel
 from communication_agent.models.schemas.reasoning import (
+    REDACTION_PLACEHOLDER,
     ContextMessage,
     EarlierTicket,
     PlanStep,
@@ -25,7 +26,6 @@ from communication_agent.models.schemas.reasoning import (
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d ()./-]{6,}\d(?!\d)")
-_PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD)_\d+\]")
 
 
 def _luhn(digits: str) -> bool:
@@ -51,7 +51,7 @@ class Redactor:
         return _PHONE.sub(self._phone, text)
 
     def restore(self, text: str) -> str:
-        return _PLACEHOLDER.sub(lambda m: self.originals.get(m.group(), m.group()), text)
+        return REDACTION_PLACEHOLDER.sub(lambda m: self.originals.get(m.group(), m.group()), text)
 
     def _card(self, match: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", match.group())

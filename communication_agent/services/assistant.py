@@ -39,7 +39,7 @@ from communication_agent.models.schemas.reasoning import (
 )
 from communication_agent.services import activity, routing, safety
 from communication_agent.services.actors import Actor
-from communication_agent.services.errors import DomainError, NotFoundError
+from communication_agent.services.errors import DomainError, InvalidInputError, NotFoundError
 from communication_agent.services.knowledge import KnowledgeBase
 from communication_agent.services.tickets import apply_transition
 
@@ -189,7 +189,9 @@ async def triage_ticket(
     async with sessionmaker() as session:
         prepared = await prepare(session, ticket_id, config)
     if prepared.latest_message_id is None:
-        raise ModelFailedError(f"ticket {ticket_id} has no customer message to triage")
+        raise InvalidInputError(
+            f"ticket {ticket_id} has no customer message to triage", ticket_id=ticket_id
+        )
     answer = await model.triage(prepared.context)
     async with sessionmaker() as session:
         await begin_write(session)

@@ -33,6 +33,8 @@ DEFAULT_CATEGORIES = (
 Sentiment = Literal["positive", "neutral", "negative"]
 _REF = re.compile(r"^(message|snippet):[A-Za-z0-9_.-]{1,64}$")
 _DIGITS = re.compile(r"\d+")
+# What `adapters/redaction.py` puts in place of personal data; its digits are no facts.
+REDACTION_PLACEHOLDER = re.compile(r"\[(EMAIL|PHONE|CARD)_\d+\]")
 
 
 class ContextMessage(BaseModel):
@@ -181,14 +183,18 @@ class Proposal(BaseModel):
         unknown = sorted(set(refs) - context.references())
         if unknown:
             raise ValueError(f"citations not in the context: {', '.join(unknown)}")
-        known_numbers = set(_DIGITS.findall(context.grounding_text()))
-        invented = sorted(set(_DIGITS.findall(self.body)) - known_numbers)
+        known_numbers = set(_numbers(context.grounding_text()))
+        invented = sorted(set(_numbers(self.body)) - known_numbers)
         if invented:
             raise ValueError(
                 "the draft mentions numbers that are not in the context "
                 f"({', '.join(invented)}): ask for them instead of inventing them"
             )
         return self
+
+
+def _numbers(text: str) -> list[str]:
+    return _DIGITS.findall(REDACTION_PLACEHOLDER.sub(" ", text))
 
 
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
