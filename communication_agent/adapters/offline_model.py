@@ -43,6 +43,8 @@ _GREETING = re.compile(
     r"beste [^,]{0,40}|ola|olá|hej|dzien dobry|dzień dobry)\b[^,.!]{0,40}[,.!]\s*",
     re.IGNORECASE,
 )
+# "Re: login" names the old topic; the new text says what this message is about.
+_REPLY_SUBJECT = re.compile(r"^\s*(re|aw|sv|vs|fw|fwd|wg|tr|rv|r|antw)\s*:", re.IGNORECASE)
 _PRIORITY_ORDER = [Priority.LOW, Priority.NORMAL, Priority.HIGH, Priority.URGENT]
 _PROBLEM_CATEGORIES = ("bug", "billing", "account", "complaint")
 
@@ -196,7 +198,7 @@ class OfflineReasoningModel:
             confidence = max(confidence, 0.9 if len(body.split()) <= 25 else 0.75)
         return {
             "category": category,
-            "priority": self._priority(text, category).value,
+            "priority": self._priority(text, category, needs_reply).value,
             "sentiment": self._sentiment(text),
             "language": language,
             "summary": self._summary(category, latest),
@@ -215,7 +217,8 @@ class OfflineReasoningModel:
             in_subject, _ = lexicon.score(subject)
             in_body, _ = lexicon.score(body)
             pattern_hits = sum(1 for p in patterns if p.search(f"{subject}\n{body}"))
-            scores[name] = 2 * in_subject + in_body + 2 * pattern_hits
+            subject_weight = 0.5 if _REPLY_SUBJECT.match(subject) else 2.0
+            scores[name] = subject_weight * in_subject + in_body + 2 * pattern_hits
         return scores
 
     def _needs_reply(self, body: str, category: str, scores: dict[str, float]) -> bool:
@@ -229,16 +232,18 @@ class OfflineReasoningModel:
         problems = sum(scores.get(c, 0.0) for c in _PROBLEM_CATEGORIES)
         return problems >= 3
 
-    def _priority(self, text: str, category: str) -> Priority:
+    def _priority(self, text: str, category: str, needs_reply: bool) -> Priority:
+        """Spam and mail that needs no reply are low; then an explicit "not urgent" wins over
+        the urgency words it contains; then urgent and high cues; else the category's base."""
         base = Priority(self.rules.base_priority.get(category, "normal"))
-        if category == "spam":
+        if category == "spam" or not needs_reply:
+            return Priority.LOW
+        if self.rules.lexicon("priority", "low").score(text)[0] >= 2:
             return Priority.LOW
         if self.rules.lexicon("priority", "urgent").score(text)[0] >= 2:
             return Priority.URGENT
         if self.rules.lexicon("priority", "high").score(text)[0] >= 2:
             return max(base, Priority.HIGH, key=_PRIORITY_ORDER.index)
-        if self.rules.lexicon("priority", "low").score(text)[0] >= 2:
-            return Priority.LOW
         return base
 
     def _sentiment(self, text: str) -> str:

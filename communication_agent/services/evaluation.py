@@ -27,6 +27,7 @@ from communication_agent.models.enums import Direction
 from communication_agent.models.schemas.reasoning import ContextMessage, TicketContext
 from communication_agent.services.assistant import AssistantConfig, prepare
 from communication_agent.services.errors import InvalidInputError
+from communication_agent.services.mail_parsing import new_content
 
 FIELDS = ("category", "priority", "needs_reply")
 
@@ -99,7 +100,7 @@ def email_context(index: int, email: LabelledEmail, categories: list[str]) -> Ti
                 from_address=address,
                 sent_at=None,
                 subject=email.subject,
-                text=email.body,
+                text=new_content(email.body),  # as ingestion would give it: quotes stripped
             )
         ],
         categories=categories,
