@@ -21,6 +21,7 @@ from communication_agent.adapters.mail_provider import (
     MessageFetchError,
     MessageRef,
     ProviderError,
+    fetch_each,
 )
 
 PAGE_SIZE = 200
@@ -54,13 +55,7 @@ class LocalFolderProvider:
         return FetchedMessage(ref=ref, raw=raw, received_at=mtime, sent_by_mailbox=sent)
 
     async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
-        results: list[FetchedMessage | MessageFetchError] = []
-        for ref in refs:
-            try:
-                results.append(await self.fetch(ref))
-            except MessageFetchError as exc:
-                results.append(exc)
-        return results
+        return await fetch_each(self.fetch, refs)
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         sent_dir = self._root_dir() / SENT_DIR

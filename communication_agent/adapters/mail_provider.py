@@ -88,3 +88,16 @@ class MailProvider(Protocol):
 # How services get a provider for a mailbox without knowing the concrete classes: the entry
 # points (API, CLI, worker) pass one in, built by `adapters.factory.provider_opener`.
 ProviderOpener = Callable[[Mailbox], Awaitable[MailProvider]]
+
+
+async def fetch_each(
+    fetch: Callable[[MessageRef], Awaitable[FetchedMessage]], refs: list[MessageRef]
+) -> list[FetchedMessage | MessageFetchError]:
+    """`fetch_many` for a provider without a batch API: one by one, errors kept per message."""
+    results: list[FetchedMessage | MessageFetchError] = []
+    for ref in refs:
+        try:
+            results.append(await fetch(ref))
+        except MessageFetchError as exc:
+            results.append(exc)
+    return results

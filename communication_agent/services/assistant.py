@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -171,6 +172,28 @@ def record_calls(session: AsyncSession, ticket_id: int | None, calls: Sequence[C
         )
 
 
+async def _fail(
+    session: AsyncSession,
+    actor: Actor,
+    action: str,
+    ticket_id: int,
+    *,
+    provider: str,
+    error: str | None,
+) -> NoReturn:
+    """Keep the record of the failed attempts (calls, log entry), then report the failure."""
+    reason = error or "the model gave no answer"
+    activity.record(
+        session,
+        actor,
+        action,
+        ticket_id=ticket_id,
+        details={"provider": provider, "reason": reason},
+    )
+    await session.commit()
+    raise ModelFailedError(reason, ticket_id=ticket_id)
+
+
 @dataclass(frozen=True)
 class TriageOutcome:
     result: TriageResult
@@ -197,15 +220,14 @@ async def triage_ticket(
         await begin_write(session)
         record_calls(session, ticket_id, answer.calls)
         if answer.value is None:
-            activity.record(
+            await _fail(
                 session,
                 actor,
                 "triage.failed",
-                ticket_id=ticket_id,
-                details={"provider": model.provider, "reason": answer.error or ""},
+                ticket_id,
+                provider=model.provider,
+                error=answer.error,
             )
-            await session.commit()
-            raise ModelFailedError(answer.error or "the model gave no answer", ticket_id=ticket_id)
         outcome = _store_triage(session, model, answer.value, prepared, actor=actor)
         ticket = await session.get_one(Ticket, ticket_id)
         decision = routing.decide(
@@ -283,15 +305,14 @@ async def draft_ticket(
         await begin_write(session)
         record_calls(session, ticket_id, answer.calls)
         if answer.value is None:
-            activity.record(
+            await _fail(
                 session,
                 actor,
                 "draft.failed",
-                ticket_id=ticket_id,
-                details={"provider": model.provider, "reason": answer.error or ""},
+                ticket_id,
+                provider=model.provider,
+                error=answer.error,
             )
-            await session.commit()
-            raise ModelFailedError(answer.error or "the model gave no answer", ticket_id=ticket_id)
         draft = await _store_proposal(
             session, model, answer.value, prepared, actor=actor, secrets=config.secrets
         )

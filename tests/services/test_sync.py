@@ -20,6 +20,7 @@ from communication_agent.adapters.mail_provider import (
     MessageFetchError,
     MessageRef,
     ReauthorisationRequiredError,
+    fetch_each,
 )
 from communication_agent.models import Mailbox, Message, SyncError
 from communication_agent.models.base import utcnow
@@ -70,13 +71,7 @@ class FakeProvider:
         )
 
     async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
-        results: list[FetchedMessage | MessageFetchError] = []
-        for ref in refs:
-            try:
-                results.append(await self.fetch(ref))
-            except MessageFetchError as exc:
-                results.append(exc)
-        return results
+        return await fetch_each(self.fetch, refs)
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         raise NotImplementedError
