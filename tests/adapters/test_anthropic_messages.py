@@ -4,67 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
 from communication_agent.adapters.anthropic_messages import API_VERSION, AnthropicMessagesModel
 from communication_agent.adapters.http_retry import RetryPolicy
 from communication_agent.models.schemas.reasoning import (
-    ContextMessage,
     Proposal,
-    TicketContext,
     json_schema,
 )
+from tests.adapters.contexts import AnthropicKeepingHeaders, RecordingSleep, ticket_context
 from tests.llm_servers import AnthropicTestServer, Fault
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5)
 MODEL = "claude-sonnet-4-5"
 
 
-class RecordingSleep:
-    """Stands in for asyncio.sleep: remembers each wait instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-class HeaderRecordingServer(AnthropicTestServer):
-    """The loopback server, also keeping the headers of every request it authenticates."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.headers: list[dict[str, str]] = []
-
-    def unauthorised(self, request: Request) -> Response | None:
-        self.headers.append(dict(request.headers))
-        return super().unauthorised(request)
-
-
-CONTEXT = TicketContext(
-    ticket_id=7,
-    subject="Charged twice",
-    customer_name="Jana Novak",
-    customer_email="jana@example.org",
-    mailbox_address="support@company.example",
-    messages=[
-        ContextMessage(
-            id=41,
-            direction="inbound",
-            from_name="Jana Novak",
-            from_address="jana@example.org",
-            sent_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
-            subject="Charged twice",
-            text="Hello, order 55012 was charged twice this month. Please fix it.",
-        )
-    ],
-)
+CONTEXT = ticket_context("Hello, order 55012 was charged twice this month. Please fix it.")
 
 
 def proposal_answer() -> dict[str, Any]:
@@ -84,8 +41,8 @@ def proposal_answer() -> dict[str, Any]:
 
 
 @pytest.fixture
-def llm() -> Iterator[HeaderRecordingServer]:
-    with HeaderRecordingServer() as server:
+def llm() -> Iterator[AnthropicKeepingHeaders]:
+    with AnthropicKeepingHeaders() as server:
         yield server
 
 
@@ -106,7 +63,7 @@ async def model(
 
 
 async def test_request_has_key_version_system_and_one_forced_tool(
-    llm: HeaderRecordingServer, model: AnthropicMessagesModel
+    llm: AnthropicKeepingHeaders, model: AnthropicMessagesModel
 ) -> None:
     llm.enqueue(json.dumps(proposal_answer()))
     await model.propose(CONTEXT)

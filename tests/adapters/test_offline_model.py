@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,10 @@ from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.core.config import ConfigurationError, Settings
 from communication_agent.models.enums import Priority, TicketState
 from communication_agent.models.schemas.reasoning import (
-    ContextMessage,
     KnowledgeSnippet,
     TicketContext,
 )
+from tests.adapters import contexts
 
 MESSAGE_ID = 41
 REFUNDS = KnowledgeSnippet(
@@ -36,24 +35,13 @@ def ticket_context(
     knowledge: list[KnowledgeSnippet] | None = None,
     instruction: str | None = None,
 ) -> TicketContext:
-    return TicketContext(
-        ticket_id=7,
+    return contexts.ticket_context(
+        text,
         subject=subject,
         customer_name=customer_name,
         customer_email="customer@example.org",
-        mailbox_address="support@company.example",
-        messages=[
-            ContextMessage(
-                id=MESSAGE_ID,
-                direction="inbound",
-                from_name=customer_name,
-                from_address="customer@example.org",
-                sent_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
-                subject=subject,
-                text=text,
-            )
-        ],
-        knowledge=knowledge or [],
+        message_id=MESSAGE_ID,
+        knowledge=knowledge,
         instruction=instruction,
     )
 

@@ -4,70 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from starlette.requests import Request
-from starlette.responses import Response
 
 from communication_agent.adapters.http_retry import RetryPolicy
 from communication_agent.adapters.openai_chat import OpenAIChatModel
 from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.core.config import ConfigurationError, Settings
 from communication_agent.models.schemas.reasoning import (
-    ContextMessage,
-    TicketContext,
     Triage,
     json_schema,
 )
+from tests.adapters.contexts import OpenAIKeepingHeaders, RecordingSleep, ticket_context
 from tests.llm_servers import Fault, OpenAITestServer, rough_tokens
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5)
 MODEL = "gpt-4o-mini"
-
-
-class RecordingSleep:
-    """Stands in for asyncio.sleep: remembers each wait instead of waiting."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-class HeaderRecordingServer(OpenAITestServer):
-    """The loopback server, also keeping the headers of every request it authenticates."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.headers: list[dict[str, str]] = []
-
-    def unauthorised(self, request: Request) -> Response | None:
-        self.headers.append(dict(request.headers))
-        return super().unauthorised(request)
-
-
-def ticket_context(text: str = "My subscription was charged twice this month.") -> TicketContext:
-    return TicketContext(
-        ticket_id=7,
-        subject="Charged twice",
-        customer_name="Jana Novak",
-        customer_email="jana@example.org",
-        mailbox_address="support@company.example",
-        messages=[
-            ContextMessage(
-                id=41,
-                direction="inbound",
-                from_name="Jana Novak",
-                from_address="jana@example.org",
-                sent_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
-                subject="Charged twice",
-                text=text,
-            )
-        ],
-    )
 
 
 def triage_answer(**changes: Any) -> str:
@@ -85,8 +38,8 @@ def triage_answer(**changes: Any) -> str:
 
 
 @pytest.fixture
-def llm() -> Iterator[HeaderRecordingServer]:
-    with HeaderRecordingServer() as server:
+def llm() -> Iterator[OpenAIKeepingHeaders]:
+    with OpenAIKeepingHeaders() as server:
         yield server
 
 
@@ -105,7 +58,7 @@ async def model(llm: OpenAITestServer, sleep: RecordingSleep) -> AsyncIterator[O
 
 
 async def test_request_shape_model_messages_schema_and_bearer_key(
-    llm: HeaderRecordingServer, model: OpenAIChatModel
+    llm: OpenAIKeepingHeaders, model: OpenAIChatModel
 ) -> None:
     llm.enqueue(triage_answer())
     result = await model.triage(ticket_context())

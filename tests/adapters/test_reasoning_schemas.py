@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from communication_agent.models.schemas.reasoning import (
-    ContextMessage,
     KnowledgeSnippet,
     Proposal,
     TicketContext,
     Triage,
     json_schema,
 )
+from tests.adapters import contexts
 
 
 def ticket_context(text: str, *, knowledge: list[KnowledgeSnippet] | None = None) -> TicketContext:
-    return TicketContext(
-        ticket_id=7,
-        subject="Charged twice",
-        customer_name="Jana Novak",
-        customer_email="jana@example.org",
-        mailbox_address="support@company.example",
-        messages=[
-            ContextMessage(
-                id=41,
-                direction="inbound",
-                from_name="Jana Novak",
-                from_address="jana@example.org",
-                sent_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
-                subject="Charged twice",
-                text=text,
-            )
-        ],
-        knowledge=knowledge or [],
-        categories=["billing", "other"],
-    )
+    return contexts.ticket_context(text, knowledge=knowledge, categories=["billing", "other"])
 
 
 def triage_answer(**changes: Any) -> str:

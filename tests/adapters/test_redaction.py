@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import pytest
 from pydantic import SecretStr
@@ -14,7 +13,8 @@ from communication_agent.adapters.openai_chat import OpenAIChatModel
 from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.adapters.redaction import RedactingModel, Redactor
 from communication_agent.core.config import Settings
-from communication_agent.models.schemas.reasoning import ContextMessage, TicketContext
+from communication_agent.models.schemas.reasoning import TicketContext
+from tests.adapters import contexts
 from tests.llm_servers import OpenAITestServer
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, max_retry_after=5)
@@ -25,24 +25,7 @@ NOT_A_CARD = "4111 1111 1111 1112"  # 16 digits, fails it
 
 
 def ticket_context(text: str, *, ticket_id: int = 7) -> TicketContext:
-    return TicketContext(
-        ticket_id=ticket_id,
-        subject="Charged twice",
-        customer_name="Jana Novak",
-        customer_email=EMAIL,
-        mailbox_address="support@company.example",
-        messages=[
-            ContextMessage(
-                id=42,
-                direction="inbound",
-                from_name="Jana Novak",
-                from_address=EMAIL,
-                sent_at=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
-                subject="Charged twice",
-                text=text,
-            )
-        ],
-    )
+    return contexts.ticket_context(text, customer_email=EMAIL, ticket_id=ticket_id, message_id=42)
 
 
 CONTEXT = ticket_context(
