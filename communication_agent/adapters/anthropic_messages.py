@@ -16,7 +16,7 @@ import httpx
 from communication_agent.adapters.http_retry import RetryPolicy, Sleep, default_sleep
 from communication_agent.adapters.prompts import feedback_message
 from communication_agent.adapters.reasoning import BackendUnavailableError, RawAnswer
-from communication_agent.adapters.remote_model import RemoteModel
+from communication_agent.adapters.remote_model import RemoteModel, token_count, usage_of
 
 API_VERSION = "2023-06-01"
 MAX_TOKENS = 2048
@@ -73,7 +73,6 @@ class AnthropicMessagesModel(RemoteModel):
         try:
             body = response.json()
             blocks = body["content"]
-            usage = body.get("usage") or {}
         except (ValueError, KeyError, TypeError) as exc:
             raise BackendUnavailableError("the API answered with an unexpected shape") from exc
         text = ""
@@ -83,8 +82,9 @@ class AnthropicMessagesModel(RemoteModel):
                 break
             if isinstance(block, dict) and block.get("type") == "text":
                 text += str(block.get("text", ""))
+        usage = usage_of(body)
         return RawAnswer(
             text=text,
-            tokens_in=int(usage.get("input_tokens") or 0),
-            tokens_out=int(usage.get("output_tokens") or 0),
+            tokens_in=token_count(usage.get("input_tokens")),
+            tokens_out=token_count(usage.get("output_tokens")),
         )

@@ -89,6 +89,26 @@ class OfflineRules:
                 self.data[name] = tomllib.loads(path.read_text(encoding="utf-8"))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ValueError(f"cannot read the offline rules file {path}: {exc}") from exc
+        self._check()
+
+    def _check(self) -> None:
+        """Compile and look up everything now, so a broken edit stops start-up with its reason
+        instead of failing every ticket later."""
+        try:
+            _ = self.categories, self.languages, self._lexicons, self.base_priority
+            _ = self.no_reply_max_words
+            for language in self.data["replies.toml"]:
+                templates = self.replies(language)
+                for key in ("greeting", "greeting_anonymous", "closing", "ask", "snippet"):
+                    str(templates[key])
+                for key in ("apology", "refund", "body", "needs"):
+                    _ = templates[key]
+                _ = templates["body"]["other"]
+            _ = self.data["playbooks.toml"]["playbooks"]
+        except re.error as exc:
+            raise ValueError(f"a pattern in the offline rules does not compile: {exc}") from exc
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"the offline rules lack or mistype an entry: {exc!r}") from exc
 
     @cached_property
     def categories(self) -> dict[str, tuple[_Lexicon, list[re.Pattern[str]]]]:

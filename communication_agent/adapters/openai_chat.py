@@ -20,7 +20,13 @@ import httpx
 from communication_agent.adapters.http_retry import RetryPolicy, Sleep, default_sleep
 from communication_agent.adapters.prompts import feedback_message
 from communication_agent.adapters.reasoning import BackendUnavailableError, RawAnswer
-from communication_agent.adapters.remote_model import RemoteModel, error_detail, error_message
+from communication_agent.adapters.remote_model import (
+    RemoteModel,
+    error_detail,
+    error_message,
+    token_count,
+    usage_of,
+)
 
 FORMATS = ("json_schema", "json_object", "text")
 
@@ -84,11 +90,11 @@ class OpenAIChatModel(RemoteModel):
         try:
             body = response.json()
             text = body["choices"][0]["message"].get("content") or ""
-            usage = body.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BackendUnavailableError("the server answered with an unexpected shape") from exc
+        usage = usage_of(body)
         return RawAnswer(
             text=str(text),
-            tokens_in=int(usage.get("prompt_tokens") or 0),
-            tokens_out=int(usage.get("completion_tokens") or 0),
+            tokens_in=token_count(usage.get("prompt_tokens")),
+            tokens_out=token_count(usage.get("completion_tokens")),
         )

@@ -25,7 +25,14 @@ from communication_agent.models.schemas.reasoning import (
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
-_PHONE = re.compile(r"(?<![\w])\+?\d[\d ()./-]{6,}\d(?!\d)")
+# A phone number starts with "+" or "(" or is digits in groups (spaces, dashes, dots); a bare
+# run of digits (an order number) or anything glued to letters ("INV-2024-000123") is not one,
+# and neither is a date.
+_PHONE = re.compile(
+    r"(?<![\w-])(?:\+|\(\d)[\d ()./-]{6,}\d(?![\w-])"  # +49 30 ..., (030) ...
+    r"|(?<![\w-])\d{2,5}(?:[ ./-]\d{2,5}){2,4}(?![\w-])"  # 030 555 77 88
+)
+_DATE = re.compile(r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
 
 
 def _luhn(digits: str) -> bool:
@@ -59,7 +66,7 @@ class Redactor:
 
     def _phone(self, match: re.Match[str]) -> str:
         digits = re.sub(r"\D", "", match.group())
-        if len(digits) < 7 or len(digits) > 15:
+        if len(digits) < 7 or len(digits) > 15 or _DATE.match(match.group().strip(" ()")):
             return match.group()
         return self._placeholder("PHONE", match.group())
 
@@ -110,7 +117,12 @@ class RedactingModel:
         await self.inner.aclose()
 
     async def triage(self, context: TicketContext) -> Reasoned[Triage]:
-        return await self.inner.triage(Redactor().context(context))
+        redactor = Redactor()
+        result = await self.inner.triage(redactor.context(context))
+        if result.value is not None:
+            summary = redactor.restore(result.value.summary)
+            result.value = result.value.model_copy(update={"summary": summary})
+        return result
 
     async def propose(self, context: TicketContext) -> Reasoned[Proposal]:
         redactor = Redactor()

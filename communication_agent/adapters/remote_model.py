@@ -106,15 +106,18 @@ class RemoteModel:
         """POST `build()` (rebuilt per attempt), retrying timeouts, 429 and 5xx."""
         last = "no attempt made"
         for attempt in range(self.retry.attempts):
+            final = attempt == self.retry.attempts - 1  # no point waiting after the last try
             try:
                 response = await self.http.post(self.url, json=build())
             except httpx.TimeoutException:
                 last = "timed out"
-                await self.sleep(self.retry.backoff(attempt))
+                if not final:
+                    await self.sleep(self.retry.backoff(attempt))
                 continue
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__})"
-                await self.sleep(self.retry.backoff(attempt))
+                if not final:
+                    await self.sleep(self.retry.backoff(attempt))
                 continue
             if response.status_code == 200:
                 return self._parse(response)
@@ -122,7 +125,8 @@ class RemoteModel:
             if self._retry_differently(response):
                 continue
             if response.status_code == 429 or response.status_code >= 500:
-                await self.sleep(self.retry.delay_for(response.headers, attempt))
+                if not final:
+                    await self.sleep(self.retry.delay_for(response.headers, attempt))
                 continue
             raise BackendRefusedError(last)
         raise BackendUnavailableError(f"no answer after {self.retry.attempts} attempts ({last})")
@@ -140,3 +144,18 @@ def error_detail(response: httpx.Response) -> dict[str, Any]:
 
 def error_message(response: httpx.Response) -> str:
     return str(error_detail(response).get("message") or response.reason_phrase)[:500]
+
+
+def token_count(value: object) -> int:
+    """A usage figure as an int; providers' odd values (null, text, lists) count as 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return 0
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return 0
+
+
+def usage_of(body: object) -> dict[str, object]:
+    usage = body.get("usage") if isinstance(body, dict) else None
+    return usage if isinstance(usage, dict) else {}

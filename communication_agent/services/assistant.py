@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from communication_agent.adapters.reasoning import CallRecord, ReasoningModel
 from communication_agent.core.config import ConfigurationError, Settings
@@ -30,7 +31,7 @@ from communication_agent.models import (
     Ticket,
     TriageResult,
 )
-from communication_agent.models.enums import Direction, DraftStatus, TicketState
+from communication_agent.models.enums import Direction, DraftStatus, Priority, TicketState
 from communication_agent.models.schemas.reasoning import (
     ContextMessage,
     EarlierTicket,
@@ -40,7 +41,12 @@ from communication_agent.models.schemas.reasoning import (
 )
 from communication_agent.services import activity, routing, safety
 from communication_agent.services.actors import Actor
-from communication_agent.services.errors import DomainError, InvalidInputError, NotFoundError
+from communication_agent.services.errors import (
+    ConflictError,
+    DomainError,
+    InvalidInputError,
+    NotFoundError,
+)
 from communication_agent.services.knowledge import KnowledgeBase
 from communication_agent.services.tickets import apply_transition
 
@@ -85,6 +91,7 @@ class Prepared:
     context: TicketContext
     flags: list[str]
     latest_message_id: int | None
+    closable: bool = False  # the newest message passes safety.looks_closable
 
 
 async def prepare(
@@ -150,7 +157,10 @@ async def prepare(
     )
     full = {m.id: m.body_text for m in rows}
     return Prepared(
-        context, safety.injection_flags(context, full), inbound[-1].id if inbound else None
+        context,
+        safety.injection_flags(context, full),
+        inbound[-1].id if inbound else None,
+        closable=bool(inbound) and safety.looks_closable(inbound[-1].text),
     )
 
 
@@ -235,15 +245,34 @@ async def triage_ticket(
             TicketState(ticket.state),
             prepared.flags,
             auto_done_confidence=config.auto_done_confidence,
+            closable=prepared.closable,
         )
         outcome.routing = decision.reason
-        ticket.category = answer.value.category
-        ticket.priority = answer.value.priority.value
+        _classify(ticket, answer.value)
         ticket.tags = sorted(set(ticket.tags or []) | set(decision.tags))
         if decision.target is not None:
             apply_transition(session, TRIAGE_ACTOR, ticket, decision.target, decision.reason)
-        await session.commit()
+        try:
+            await session.commit()
+        except StaleDataError as exc:
+            raise ConflictError(
+                f"ticket {ticket_id} changed while it was being triaged; triage it again",
+                ticket_id=ticket_id,
+            ) from exc
         return TriageOutcome(outcome, decision.target)
+
+
+def _classify(ticket: Ticket, triage: Triage) -> None:
+    """A new ticket takes the triage's category and priority. On a ticket a person already
+    handles, a later message may raise its priority (a follow-up that is urgent), never lower
+    it or change its category: "thanks, waiting for you" must not bury an open problem."""
+    if ticket.state == TicketState.NEW.value or ticket.category is None:
+        ticket.category = triage.category
+        ticket.priority = triage.priority.value
+        return
+    order = [p.value for p in Priority]
+    if order.index(triage.priority.value) > order.index(ticket.priority):
+        ticket.priority = triage.priority.value
 
 
 def _store_triage(
@@ -331,18 +360,30 @@ async def _store_proposal(
 ) -> Draft:
     ticket_id = prepared.context.ticket_id
     flags = prepared.flags + safety.proposal_flags(proposal, prepared.context, list(secrets))
-    await session.execute(
-        update(Draft)
-        .where(Draft.ticket_id == ticket_id, Draft.status == DraftStatus.PROPOSED.value)
-        .values(
-            status=DraftStatus.SUPERSEDED.value,
-            status_reason="replaced by a newer proposal",
+    newest = await session.scalar(
+        select(func.max(Message.id)).where(
+            Message.ticket_id == ticket_id,
+            Message.direction == Direction.INBOUND.value,
+            Message.is_automated.is_(False),
         )
-        .execution_options(synchronize_session=False)
     )
+    # Drafted from an older state of the conversation (a message arrived meanwhile): kept for
+    # the record, but never the live proposal.
+    stale = newest is not None and (prepared.latest_message_id or 0) < newest
+    if not stale:
+        await session.execute(
+            update(Draft)
+            .where(Draft.ticket_id == ticket_id, Draft.status == DraftStatus.PROPOSED.value)
+            .values(
+                status=DraftStatus.SUPERSEDED.value,
+                status_reason="replaced by a newer proposal",
+            )
+            .execution_options(synchronize_session=False)
+        )
     draft = Draft(
         ticket_id=ticket_id,
-        status=DraftStatus.PROPOSED.value,
+        status=(DraftStatus.SUPERSEDED if stale else DraftStatus.PROPOSED).value,
+        status_reason="a newer customer message arrived while it was drafted" if stale else None,
         body=proposal.body,
         plan=[step.model_dump() for step in proposal.plan],
         citations=proposal.citations,

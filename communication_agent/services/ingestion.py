@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,7 @@ from communication_agent.core.db import assign_sqlite_ids
 from communication_agent.models import (
     Attachment,
     Contact,
+    Draft,
     Mailbox,
     Message,
     MessageSource,
@@ -35,7 +36,7 @@ from communication_agent.models import (
     Ticket,
 )
 from communication_agent.models.base import utcnow
-from communication_agent.models.enums import Direction, TicketState
+from communication_agent.models.enums import Direction, DraftStatus, TicketState
 from communication_agent.services import activity
 from communication_agent.services.actors import Actor
 from communication_agent.services.mail_parsing import (
@@ -49,6 +50,7 @@ from communication_agent.services.tickets import apply_transition
 SYNC_ACTOR = Actor.system("sync")
 REOPENED_BY_CUSTOMER = "customer replied"
 ANSWERED_ELSEWHERE = "reply sent from the mailbox outside Communication Agent"
+NEWER_MESSAGE = "a newer customer message arrived"
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,17 @@ async def _write(
         await session.execute(
             insert(ReasoningTask),
             [{"ticket_id": t.id, "message_id": m.id} for t, m in index.reasoning],
+        )
+        # A proposal answers the conversation as it was: a new customer message makes it stale
+        # whether or not a new one gets drafted.
+        await session.execute(
+            update(Draft)
+            .where(
+                Draft.ticket_id.in_({t.id for t, _m in index.reasoning}),
+                Draft.status == DraftStatus.PROPOSED.value,
+            )
+            .values(status=DraftStatus.SUPERSEDED.value, status_reason=NEWER_MESSAGE)
+            .execution_options(synchronize_session=False)
         )
     return outcomes
 

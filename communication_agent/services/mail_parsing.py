@@ -120,6 +120,10 @@ HIDDEN_TEXT = re.compile(
         | (max-)?height\s*:\s*0(px)?\s*[;"'] | text-indent\s*:\s*-\d{3,}
     )
     | <[a-z]+[^>]*\shidden[\s>=]
+    | <style[^>]*>[^<]*(display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])
+        |opacity\s*:\s*0(?![.\d]*[1-9]))
+    | (?<![-\w])color\s*:\s*(\#[ef][0-9a-f][ef][0-9a-f][ef][0-9a-f]\b|\#[ef][ef][ef]\b
+        |rgba?\(\s*2[4-5]\d\s*,\s*2[4-5]\d\s*,\s*2[4-5]\d)
     """
 )
 

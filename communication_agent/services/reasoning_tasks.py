@@ -46,6 +46,8 @@ class Claimed:
     id: int
     ticket_id: int
     attempts: int
+    owner: str
+    lease: timedelta
 
 
 async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Claimed | None:
@@ -82,7 +84,7 @@ async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Cla
             .values(status=DONE, last_error=f"folded into task {task.id}", updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        claimed = Claimed(task.id, task.ticket_id, task.attempts)
+        claimed = Claimed(task.id, task.ticket_id, task.attempts, owner, lease)
         await session.commit()
         return claimed
 
@@ -94,7 +96,7 @@ async def process(
     needed. A failure goes back to the queue with a delay."""
     try:
         needs_draft = await _triage_if_needed(sessionmaker, model, config, task.ticket_id)
-        if needs_draft:
+        if needs_draft and await _renew(sessionmaker, task):
             await assistant.draft_ticket(sessionmaker, model, config, task.ticket_id)
     except (ModelFailedError, DomainError) as exc:
         await _finish(sessionmaker, task, error=exc.message)
@@ -138,6 +140,20 @@ async def _triage_if_needed(
     return done.needs_reply and done.category != "spam" and state is not TicketState.DONE
 
 
+async def _renew(sessionmaker: SessionMaker, task: Claimed) -> bool:
+    """Extend our lease between steps; False when it ran out and another worker took over (it
+    then does the rest, so we stop)."""
+    async with sessionmaker() as session:
+        await begin_write(session)
+        renewed = await session.execute(
+            update(ReasoningTask)
+            .where(ReasoningTask.id == task.id, ReasoningTask.lease_owner == task.owner)
+            .values(lease_expires_at=utcnow() + task.lease)
+        )
+        await session.commit()
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
+
+
 async def _finish(sessionmaker: SessionMaker, task: Claimed, *, error: str | None) -> None:
     now = utcnow()
     values: dict[str, object]
@@ -153,9 +169,9 @@ async def _finish(sessionmaker: SessionMaker, task: Claimed, *, error: str | Non
         }
     async with sessionmaker() as session:
         await begin_write(session)
-        await session.execute(
+        await session.execute(  # only while it is still ours: a takeover's outcome stands
             update(ReasoningTask)
-            .where(ReasoningTask.id == task.id)
+            .where(ReasoningTask.id == task.id, ReasoningTask.lease_owner == task.owner)
             .values(**values, lease_owner=None, lease_expires_at=None, updated_at=now)
         )
         await session.commit()
@@ -169,10 +185,12 @@ async def run_due(
     owner: str,
     lease: timedelta,
     limit: int = 50,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Work through due tasks (at most `limit`); returns how many were processed."""
+    """Work through due tasks (at most `limit`, and none once `stop` is set); returns how many
+    were processed."""
     processed = 0
-    while processed < limit:
+    while processed < limit and not (stop and stop.is_set()):
         task = await claim(sessionmaker, owner, lease)
         if task is None:
             break
@@ -195,7 +213,7 @@ async def run_loop(
     log.info("reasoning_loop_started", owner=owner, provider=model.provider)
     while not stop.is_set():
         try:
-            await run_due(sessionmaker, model, config, owner=owner, lease=lease)
+            await run_due(sessionmaker, model, config, owner=owner, lease=lease, stop=stop)
         except Exception:  # a database outage must not end the loop for good
             log.exception("reasoning_round_failed", owner=owner)
         with contextlib.suppress(TimeoutError):

@@ -8,7 +8,10 @@ does more than this table allows:
 - spam → tagged `spam`, and `DONE` when confident enough (kept and searchable, never deleted);
 - no reply needed and confident enough → `DONE`; not confident → `NEEDS_ACTION` (a person
   decides);
-- any review flag (text aimed at the model, hidden HTML) → never `DONE` by itself.
+- any review flag (text aimed at the model, hidden HTML) → never `DONE` by itself;
+- `DONE` for "no reply needed" also takes a deterministic second opinion: the newest message
+  must be short and ask nothing (`safety.looks_closable`), so a model talked into "resolved" by
+  a long or questioning email cannot close it.
 
 Category and priority are copied to the ticket. Everything else a model might "want" (send,
 assign, close a ticket that is not new) has no path here at all.
@@ -30,7 +33,12 @@ class RoutingDecision:
 
 
 def decide(  # noqa: PLR0911 (the policy reads best as the table in the module docstring)
-    triage: Triage, current: TicketState, flags: list[str], *, auto_done_confidence: float
+    triage: Triage,
+    current: TicketState,
+    flags: list[str],
+    *,
+    auto_done_confidence: float,
+    closable: bool,
 ) -> RoutingDecision:
     confident = triage.confidence >= auto_done_confidence
     at = f"confidence {triage.confidence:.2f}"
@@ -47,6 +55,11 @@ def decide(  # noqa: PLR0911 (the policy reads best as the table in the module d
     if flags:
         return RoutingDecision(
             TicketState.NEEDS_ACTION, "no reply needed, but flagged for review: " + flags[0]
+        )
+    if not closable:
+        return RoutingDecision(
+            TicketState.NEEDS_ACTION,
+            f"no reply needed ({at}), but the message is long or asks something: a person decides",
         )
     if confident:
         return RoutingDecision(TicketState.DONE, f"no reply needed ({at})")

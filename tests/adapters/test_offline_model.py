@@ -209,3 +209,12 @@ def test_the_factory_names_the_variable_of_a_broken_rules_directory(tmp_path: Pa
     settings = Settings(_env_file=None, offline_rules_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="COMMAGENT_OFFLINE_RULES_DIR"):
         reasoning_model(settings)
+
+
+def test_a_rules_pattern_that_does_not_compile_stops_start_up(tmp_path: Path) -> None:
+    broken = (PACKAGED_RULES / "categories.toml").read_text(encoding="utf-8")
+    broken = broken.replace("patterns = []", 'patterns = ["(unclosed"]', 1)
+    (tmp_path / "categories.toml").write_text(broken, encoding="utf-8")
+    settings = Settings(_env_file=None, offline_rules_dir=tmp_path)
+    with pytest.raises(ConfigurationError, match="does not compile"):
+        reasoning_model(settings)

@@ -132,9 +132,35 @@ def test_json_schema_has_no_title_annotations_but_keeps_the_properties() -> None
     assert _string_titles(proposal) == []
     assert set(proposal["properties"]) == {"language", "body", "citations", "plan", "needs_info"}
     assert set(proposal["$defs"]["PlanStep"]["properties"]) == {"action", "reason", "citations"}
-    assert proposal["required"] == ["language", "body", "plan"]
+    assert proposal["required"] == ["language", "body", "citations", "plan"]
 
     # A property that is itself called "title" is data, not an annotation: it stays.
     snippet = json_schema(KnowledgeSnippet)
     assert _string_titles(snippet) == []
     assert snippet["properties"]["title"] == {"type": "string"}
+
+
+def test_the_ticket_number_counts_only_as_a_ticket_reference() -> None:
+    """Ticket 7: "#7" may be quoted, a bare 7 ("within 7 days") is an invented number."""
+    with pytest.raises(ValidationError, match=r"numbers that are not in the context \(7\)"):
+        Proposal.model_validate_json(
+            proposal_answer("We will refund you within 7 days."), context={"ticket": CONTEXT}
+        )
+    ok = Proposal.model_validate_json(
+        proposal_answer("Your ticket #7 is with our billing team."), context={"ticket": CONTEXT}
+    )
+    assert "#7" in ok.body
+
+
+def test_plan_steps_may_not_invent_numbers_either() -> None:
+    answer = json.loads(proposal_answer("We are looking into it."))
+    answer["plan"] = [{"action": "Refund EUR 999", "reason": "Goodwill", "citations": []}]
+    with pytest.raises(ValidationError, match=r"plan step 1 mentions numbers .*\(999\)"):
+        Proposal.model_validate_json(json.dumps(answer), context={"ticket": CONTEXT})
+
+
+def test_a_draft_must_cite_something() -> None:
+    with pytest.raises(ValidationError, match="citations"):
+        Proposal.model_validate_json(
+            proposal_answer("We are looking into it.", citations=[]), context={"ticket": CONTEXT}
+        )

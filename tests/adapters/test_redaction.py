@@ -12,6 +12,7 @@ from communication_agent.adapters.http_retry import RetryPolicy
 from communication_agent.adapters.openai_chat import OpenAIChatModel
 from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.adapters.redaction import RedactingModel, Redactor
+from communication_agent.adapters.remote_model import token_count
 from communication_agent.core.config import Settings
 from communication_agent.models.schemas.reasoning import TicketContext
 from tests.adapters import contexts
@@ -148,3 +149,16 @@ async def test_the_factory_wraps_the_backend_when_redaction_is_on(
         assert (model.provider, model.model) == ("openai", "gpt-4o-mini")
     finally:
         await model.aclose()
+
+
+def test_dates_order_numbers_and_references_are_not_taken_for_phones() -> None:
+    redactor = Redactor()
+    text = "Order 123456789 on 2024-03-15 (15.03.2024), invoice INV-2024-000123."
+    assert redactor.mask(text) == text
+    assert redactor.mask("call (030) 555-7788 or 030 555 77 88") == "call [PHONE_1] or [PHONE_2]"
+
+
+def test_token_counts_survive_odd_usage_values() -> None:
+    assert [token_count(v) for v in (12, "7", None, "n/a", [1], True, -3, 2.9)] == [
+        12, 7, 0, 0, 0, 0, 0, 2,
+    ]  # fmt: skip

@@ -24,6 +24,7 @@ from tests.mail import raw_email
 from tests.reasoning.support import (
     SessionMaker,
     benign,
+    config,
     ingest,
     openai_model,
     support_mailbox,
@@ -222,3 +223,57 @@ async def test_queued_tasks_of_one_ticket_are_folded_into_one_run(
 async def _count(sessionmaker: SessionMaker, entity: type[object]) -> int:
     async with sessionmaker() as session:
         return len((await session.scalars(select(entity))).all())
+
+
+async def test_a_new_message_retires_the_old_proposal_even_without_a_new_draft(
+    sessionmaker: SessionMaker,
+) -> None:
+    mailbox = await support_mailbox(sessionmaker)
+    await ingest(
+        sessionmaker,
+        mailbox,
+        raw_email(subject="App crash", body="The app crashes on start.", message_id="<s1@x>"),
+    )
+    await work(sessionmaker, OFFLINE)
+    await ingest(
+        sessionmaker,
+        mailbox,
+        raw_email(
+            subject="Re: App crash",
+            body="Thanks, I will wait for your answer.",
+            message_id="<s2@x>",
+            in_reply_to="<s1@x>",
+        ),
+    )
+    async with sessionmaker() as session:  # retired at ingestion, before any model runs
+        [draft] = (await session.scalars(select(Draft))).all()
+        assert (draft.status, draft.status_reason) == (
+            "superseded",
+            "a newer customer message arrived",
+        )
+    await work(sessionmaker, OFFLINE)
+    async with sessionmaker() as session:
+        assert {d.status for d in await session.scalars(select(Draft))} == {"superseded"}
+        ticket = (await session.scalars(select(Ticket))).one()
+        assert (ticket.category, ticket.priority) == ("bug", "normal")  # not lowered by "thanks"
+
+
+async def test_a_worker_whose_lease_ran_out_leaves_the_task_to_its_successor(
+    sessionmaker: SessionMaker,
+) -> None:
+    mailbox = await support_mailbox(sessionmaker)
+    await ingest(sessionmaker, mailbox, raw_email(body="The invoice total is wrong, please fix."))
+    slow = await reasoning_tasks.claim(sessionmaker, "worker-a", timedelta(minutes=5))
+    assert slow is not None
+    async with sessionmaker() as session:  # worker-a stalls past its lease; worker-b takes over
+        await session.execute(
+            update(ReasoningTask).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+    successor = await reasoning_tasks.claim(sessionmaker, "worker-b", timedelta(minutes=5))
+    assert successor is not None
+    await reasoning_tasks.process(sessionmaker, OFFLINE, config(), slow)  # worker-a wakes up
+    async with sessionmaker() as session:
+        task = (await session.scalars(select(ReasoningTask))).one()
+        assert (task.status, task.lease_owner) == ("running", "worker-b")
+        assert (await session.scalars(select(Draft))).all() == []  # a drafts nothing once lost

@@ -105,8 +105,9 @@ class TicketContext(BaseModel):
         return {m.ref for m in self.messages} | {k.ref for k in self.knowledge}
 
     def grounding_text(self) -> str:
-        """Everything a draft may take facts from."""
-        parts = [self.subject, self.customer_name, self.customer_email, str(self.ticket_id)]
+        """Everything a draft may take facts from (the ticket number only as "#<id>", see
+        `Proposal`: bare, it would license any number that happens to equal it)."""
+        parts = [self.subject, self.customer_name, self.customer_email]
         parts += [f"{m.subject}\n{m.text}" for m in self.messages]
         parts += [f"{t.id} {t.subject}" for t in self.earlier_tickets]
         parts += [f"{k.title}\n{k.text}" for k in self.knowledge]
@@ -163,7 +164,8 @@ class Proposal(BaseModel):
     language: str = Field(pattern=r"^[a-z]{2,3}$")
     body: str = Field(min_length=1, max_length=20_000)
     citations: list[str] = Field(
-        default_factory=list, description='"message:<id>" or "snippet:<id>" from the context.'
+        min_length=1,
+        description='At least one "message:<id>" or "snippet:<id>" from the context.',
     )
     plan: list[PlanStep] = Field(min_length=1, max_length=10)
     needs_info: list[str] = Field(
@@ -184,12 +186,17 @@ class Proposal(BaseModel):
         if unknown:
             raise ValueError(f"citations not in the context: {', '.join(unknown)}")
         known_numbers = set(_numbers(context.grounding_text()))
-        invented = sorted(set(_numbers(self.body)) - known_numbers)
-        if invented:
-            raise ValueError(
-                "the draft mentions numbers that are not in the context "
-                f"({', '.join(invented)}): ask for them instead of inventing them"
-            )
+        ticket_ref = re.compile(rf"#{context.ticket_id}\b")
+        for where, text in [("draft", self.body)] + [
+            (f"plan step {n}", f"{step.action} {step.reason}")
+            for n, step in enumerate(self.plan, start=1)
+        ]:
+            invented = sorted(set(_numbers(ticket_ref.sub(" ", text))) - known_numbers)
+            if invented:
+                raise ValueError(
+                    f"the {where} mentions numbers that are not in the context "
+                    f"({', '.join(invented)}): ask for them instead of inventing them"
+                )
         return self
 
 
