@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email.policy
 import hashlib
 import itertools
 import json
@@ -22,6 +23,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -303,6 +305,9 @@ def _build_app(server: GmailTestServer) -> Starlette:
         } & set(message.labels):
             return False
         q = request.query_params.get("q", "")
+        wanted = re.search(r"rfc822msgid:(\S+)", q)
+        if wanted and _message_id(message.raw) != wanted.group(1).strip("<>"):
+            return False
         for category in re.findall(r"-category:(\w+)", q):
             if f"CATEGORY_{category.upper()}" in message.labels:
                 return False
@@ -391,7 +396,14 @@ def _build_app(server: GmailTestServer) -> Starlette:
                 400,
                 "'raw' RFC822 payload message string or uploading message via /upload/* URL required",
             )
+        headers = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+        if "@" not in str(headers.get("To", "")):
+            return error_response(400, "Invalid To header")
         sent = server.add_message(raw, thread_id=payload.get("threadId"), labels=("SENT",))
+        # "messages.send.accepted": a fault after Gmail stored the message, as when the
+        # connection drops before the answer arrives (status), or the answer is slow (delay).
+        if (lost := await apply_fault("messages.send.accepted")) is not None:
+            return lost
         return JSONResponse({"id": sent.id, "threadId": sent.thread_id, "labelIds": sent.labels})
 
     async def token(request: Request) -> Response:
@@ -581,6 +593,15 @@ async def _inner_call(client: httpx.AsyncClient, inner: bytes, outer_auth: str |
     lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}"]
     lines += [f"{k.title()}: {v}" for k, v in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + content
+
+
+def _message_id(raw: bytes) -> str:
+    headers = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
+    return str(headers.get("Message-ID", "")).strip().strip("<>")
+
+
+def sent_messages(server: GmailTestServer) -> list[StoredMessage]:
+    return [m for m in server.state.messages.values() if "SENT" in m.labels]
 
 
 def _client_credentials(request: Request, form: Any) -> tuple[str, str]:

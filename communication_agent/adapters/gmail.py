@@ -232,17 +232,42 @@ class GmailProvider:
             return {}, str(exc), None
         return items, None, None
 
+    async def find_sent(self, message_id_header: str) -> MessageRef | None:
+        """Gmail search `rfc822msgid:` finds a message by its Message-ID header."""
+        body = await self._call(
+            "GET",
+            "/users/me/messages",
+            params={"q": f"rfc822msgid:{message_id_header.strip('<>')}", "maxResults": 1},
+        )
+        found = body.get("messages") or []
+        if not found:
+            return None
+        return MessageRef(str(found[0]["id"]), found[0].get("threadId"))
+
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         payload: dict[str, Any] = {"raw": base64.urlsafe_b64encode(raw).decode()}
         if thread_id:
             payload["threadId"] = thread_id
-        body = await self._call("POST", "/users/me/messages/send", json_body=payload)
+        body = await self._call(
+            "POST", "/users/me/messages/send", json_body=payload, idempotent=False
+        )
         return MessageRef(str(body["id"]), body.get("threadId"))
 
     async def _call(
-        self, method: str, path: str, *, params: dict[str, Any] | None = None, json_body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        idempotent: bool = True,
     ) -> dict[str, Any]:
-        """One API call with retries; see the module docstring for the policy."""
+        """One API call with retries; see the module docstring for the policy.
+
+        A call that is not `idempotent` (sending) is retried only when Gmail certainly did not
+        act on it (429, rate-limit 403, 401 before a refresh): after a timeout, a dropped
+        connection or a 5xx the message may have been sent, so the caller must look before
+        trying again (`find_sent`), and gets `ProviderUnavailableError` at once."""
         refreshed = False
         last = "no attempt made"
         for attempt in range(self.retry.attempts):
@@ -255,14 +280,22 @@ class GmailProvider:
                     json=json_body,
                     headers={"Authorization": f"Bearer {token}"},
                 )
-            except httpx.TimeoutException:
+            except httpx.TimeoutException as exc:
                 last = "timed out"
+                if not idempotent:
+                    raise ProviderUnavailableError(f"Gmail {last}; it may have sent") from exc
                 await self.sleep(self.retry.backoff(attempt))
                 continue
             except httpx.TransportError as exc:
                 last = f"connection failed ({type(exc).__name__})"
+                if not idempotent:
+                    raise ProviderUnavailableError(f"Gmail {last}; it may have sent") from exc
                 await self.sleep(self.retry.backoff(attempt))
                 continue
+            if not idempotent and response.status_code >= 500:
+                raise ProviderUnavailableError(
+                    f"Gmail answered HTTP {response.status_code}; the message may have been sent"
+                )
             if response.status_code == 200:
                 return _json(response)
             reason = _error_reason(response)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import mailbox as mailbox_formats
+import re
 from datetime import UTC, datetime
 from email.utils import make_msgid
 from pathlib import Path
@@ -25,6 +26,13 @@ from communication_agent.adapters.mail_provider import (
 )
 
 PAGE_SIZE = 200
+
+
+def _sent_name(message_id_header: str) -> str:
+    """A safe file name for a Message-ID (no path separators, no leading dots)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", message_id_header.strip("<> ")).lstrip(".") + ".eml"
+
+
 SENT_DIR = "sent"
 _MBOX_SEPARATOR = "#"
 
@@ -58,11 +66,24 @@ class LocalFolderProvider:
         return await fetch_each(self.fetch, refs)
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
+        """Write the message into `sent/`, named after its Message-ID (so `find_sent` finds it,
+        and sending the same message twice writes one file)."""
         sent_dir = self._root_dir() / SENT_DIR
-        name = make_msgid(domain="local").strip("<>").replace("@", "_") + ".eml"
+        found = re.search(rb"(?im)^message-id:\s*(<[^>\r\n]+>)", raw)
+        name = (
+            _sent_name(found.group(1).decode("ascii", "replace"))
+            if found
+            else make_msgid(domain="local").strip("<>").replace("@", "_") + ".eml"
+        )
         await asyncio.to_thread(sent_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread((sent_dir / name).write_bytes, raw)
         return MessageRef(provider_message_id=f"{SENT_DIR}/{name}", thread_id=thread_id)
+
+    async def find_sent(self, message_id_header: str) -> MessageRef | None:
+        name = _sent_name(message_id_header)
+        path = self._root_dir() / SENT_DIR / name
+        exists = await asyncio.to_thread(path.exists)
+        return MessageRef(provider_message_id=f"{SENT_DIR}/{name}") if exists else None
 
     async def aclose(self) -> None:
         return None

@@ -82,6 +82,11 @@ class MailProvider(Protocol):
 
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef: ...
 
+    async def find_sent(self, message_id_header: str) -> MessageRef | None:
+        """The message in the mailbox with this Message-ID, if any: how a retry after a crash
+        learns that the provider already accepted the reply."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

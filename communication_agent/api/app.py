@@ -27,6 +27,7 @@ from communication_agent.api.middleware import RejectNulInQueryMiddleware, Reque
 from communication_agent.api.routes import (
     activity,
     assistant,
+    drafts,
     health,
     mailboxes,
     me,
@@ -38,7 +39,8 @@ from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
 from communication_agent.core.migrations import ensure_schema
-from communication_agent.services import reasoning_tasks
+from communication_agent.models.enums import TicketState
+from communication_agent.services import reasoning_tasks, sending
 from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.background import run_sync_loop
 
@@ -67,7 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, (secret_key.get_secret_value(),)
             )
             log.info("started", database=settings.database_display, schema=status.head)
-            async with _background_sync(app, settings), _background_reasoning(app, settings):
+            async with (
+                _background_sync(app, settings),
+                _background_reasoning(app, settings),
+                _background_sending(app, settings),
+            ):
                 yield
         finally:
             if hasattr(app.state, "reasoning_model"):
@@ -97,7 +103,7 @@ def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, assistant, messages, activity, mailboxes):
+    for module in (me, tickets, assistant, drafts, messages, activity, mailboxes):
         router.include_router(module.router)
     return router
 
@@ -163,6 +169,28 @@ async def _background_reasoning(app: FastAPI, settings: Settings) -> AsyncIterat
             owner=f"serve:{socket.gethostname()}:{os.getpid()}",
             interval=settings.reasoning_interval_seconds,
             lease=timedelta(seconds=settings.reasoning_lease_seconds),
+            stop=stop,
+        )
+    )
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@asynccontextmanager
+async def _background_sending(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Send approved replies from this process (every process may; leases keep it to one)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        sending.run_loop(
+            app.state.sessionmaker,
+            app.state.provider_opener,
+            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
+            interval=settings.sender_interval_seconds,
+            lease=timedelta(seconds=settings.sender_lease_seconds),
+            state_after_send=TicketState(settings.state_after_send),
             stop=stop,
         )
     )

@@ -31,8 +31,8 @@ from communication_agent.core import migrations
 from communication_agent.core.config import load_secret_key
 from communication_agent.core.db import create_sessionmaker
 from communication_agent.models import ApiToken, User
-from communication_agent.models.enums import Role
-from communication_agent.services import reasoning_tasks, users
+from communication_agent.models.enums import Role, TicketState
+from communication_agent.services import reasoning_tasks, sending, users
 from communication_agent.services.actors import Actor
 from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.auth import IssuedToken
@@ -222,7 +222,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run background work (mailbox sync, triage and drafting) until Ctrl-C or SIGTERM.
+    """Run background work (mailbox sync, triage and drafting, sending) until Ctrl-C or SIGTERM.
 
     Run as many as you like on PostgreSQL: each mailbox is synced by one worker at a time, and
     each queued ticket is triaged by one."""
@@ -264,6 +264,17 @@ def worker(
                     stop=stop,
                 )
             )
+        loops.append(
+            sending.run_loop(
+                sessionmaker,
+                provider_opener(settings, secret_key),
+                owner=owner,
+                interval=settings.sender_interval_seconds,
+                lease=timedelta(seconds=settings.sender_lease_seconds),
+                state_after_send=TicketState(settings.state_after_send),
+                stop=stop,
+            )
+        )
         try:
             await asyncio.gather(*loops)
         finally:

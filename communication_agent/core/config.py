@@ -101,6 +101,17 @@ class Settings(BaseSettings):
     )
     reasoning_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     reasoning_lease_seconds: int = Field(default=300, ge=5, le=3600)
+    require_second_approver: bool = Field(
+        default=False, description="Four-eyes: the approver must not be the draft's last editor."
+    )
+    send_delay_seconds: int = Field(
+        default=0, ge=0, le=3600, description="Undo window: an approved reply waits this long."
+    )
+    state_after_send: Literal["WAITING_OTHERS", "NEEDS_ACTION", "DONE"] = Field(
+        default="WAITING_OTHERS", description="Where a ticket goes once its reply is sent."
+    )
+    sender_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    sender_lease_seconds: int = Field(default=120, ge=5, le=3600)
 
     @field_validator("triage_categories")
     @classmethod

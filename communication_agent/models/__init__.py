@@ -15,7 +15,8 @@ from communication_agent.models.mail import (
     SyncError,
 )
 from communication_agent.models.reasoning import ModelCall, ReasoningTask
-from communication_agent.models.tickets import Draft, Note, Ticket, TriageResult
+from communication_agent.models.sending import OutboxEntry
+from communication_agent.models.tickets import Draft, DraftVersion, Note, Ticket, TriageResult
 from communication_agent.models.users import ApiToken, User
 
 __all__ = [
@@ -25,11 +26,13 @@ __all__ = [
     "Base",
     "Contact",
     "Draft",
+    "DraftVersion",
     "Mailbox",
     "Message",
     "MessageSource",
     "ModelCall",
     "Note",
+    "OutboxEntry",
     "QuarantinedMessage",
     "ReasoningTask",
     "SyncError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from communication_agent.models.base import Base, JSONType, utcnow
@@ -103,6 +103,32 @@ class Draft(Base):
     instruction: Mapped[str | None] = mapped_column(Text)
     source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Review and approval (issue 5): who last edited, who approved which exact text (by hash)
+    # against which state of the ticket, and how much the operator changed the proposal.
+    proposed_body: Mapped[str | None] = mapped_column(Text)
+    last_editor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[datetime | None]
+    approved_hash: Mapped[str | None] = mapped_column(String(64))
+    approved_state: Mapped[str | None] = mapped_column(String(20))
+    approved_last_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    edit_distance: Mapped[float | None]
+    sent_at: Mapped[datetime | None]
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DraftVersion(Base):
+    """Every text a draft has had, with its author: the model's proposal is version 1."""
+
+    __tablename__ = "draft_versions"
+    __table_args__ = (UniqueConstraint("draft_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), index=True)
+    version: Mapped[int]
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(100))
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

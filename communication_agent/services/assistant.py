@@ -25,6 +25,7 @@ from communication_agent.core.db import begin_write
 from communication_agent.models import (
     Contact,
     Draft,
+    DraftVersion,
     Mailbox,
     Message,
     ModelCall,
@@ -393,9 +394,11 @@ async def _store_proposal(
         instruction=prepared.context.instruction,
         source_message_id=prepared.latest_message_id,
         author=f"model:{model.provider}/{model.model}"[:100],
+        proposed_body=proposal.body,
     )
     session.add(draft)
     await session.flush()
+    session.add(DraftVersion(draft_id=draft.id, version=1, body=draft.body, author=draft.author))
     activity.record(
         session,
         actor,

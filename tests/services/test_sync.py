@@ -76,6 +76,9 @@ class FakeProvider:
     async def send(self, raw: bytes, thread_id: str | None) -> MessageRef:
         raise NotImplementedError
 
+    async def find_sent(self, message_id_header: str) -> MessageRef | None:
+        raise NotImplementedError
+
     async def aclose(self) -> None:
         return None
 

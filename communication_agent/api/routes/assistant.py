@@ -22,7 +22,8 @@ from communication_agent.models.schemas.tickets import (
     ModelCallRead,
     TriageRead,
 )
-from communication_agent.services import assistant
+from communication_agent.services import assistant, drafts
+from communication_agent.services.errors import InvalidInputError
 
 router = APIRouter(prefix="/tickets", tags=["assistant"])
 RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -56,9 +57,10 @@ async def triage(
     response_model=DraftRead,
     status_code=status.HTTP_201_CREATED,
     responses=RESPONSES,
-    summary="Propose a new draft and plan, optionally following an instruction",
+    summary="Propose a new draft and plan (optionally following an instruction), or write one",
 )
 async def regenerate_draft(
+    session: SessionDep,
     sessionmaker: SessionMakerDep,
     model: ReasoningModelDep,
     config: AssistantConfigDep,
@@ -66,6 +68,10 @@ async def regenerate_draft(
     ticket_id: TicketId,
     body: DraftRequest | None = None,
 ) -> DraftRead:
+    if body and body.body is not None:
+        if not body.body.strip():
+            raise InvalidInputError("the draft body is empty; write the reply or leave it out")
+        return DraftRead.model_validate(await drafts.create(session, actor, ticket_id, body.body))
     instruction = body.instruction.strip() if body and body.instruction else None
     draft = await assistant.draft_ticket(
         sessionmaker, model, config, ticket_id, actor=actor, instruction=instruction or None

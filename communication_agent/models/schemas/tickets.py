@@ -112,7 +112,14 @@ class DraftRead(Schema):
     instruction: str | None = Field(description="The operator's wish it was regenerated with.")
     source_message_id: int | None
     author: str
-    version: int
+    last_editor_id: int | None
+    approved_by_id: int | None
+    approved_at: datetime | None
+    edit_distance: float | None = Field(
+        description="How much the approved text differs from the model's proposal (0 to 1)."
+    )
+    sent_at: datetime | None
+    version: int = Field(description="Send it back with changes; a stale version gets 409.")
     created_at: datetime
     updated_at: datetime
 
@@ -123,6 +130,30 @@ class DraftRequest(RequestSchema):
         max_length=2000,
         description='How to change the draft, e.g. "shorter, offer a refund".',
     )
+    body: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="Write the draft yourself instead (no model is asked).",
+    )
+
+
+class DraftEdit(RequestSchema):
+    body: str = Field(min_length=1, max_length=20_000)
+    version: DbId | None = Field(
+        default=None, description="The version edited (or send it as If-Match)."
+    )
+
+
+class DraftVersionRef(RequestSchema):
+    version: DbId = Field(description="The draft version this action is based on.")
+
+
+class DraftVersionRead(Schema):
+    version: int
+    body: str
+    author: str
+    author_user_id: int | None
+    created_at: datetime
 
 
 class ModelCallRead(Schema):
