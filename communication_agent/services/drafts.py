@@ -71,8 +71,13 @@ def edit_distance(proposed: str, final: str) -> float:
     return round(1 - SequenceMatcher(None, proposed, final, autojunk=False).ratio(), 4)
 
 
-async def load(session: AsyncSession, draft_id: int) -> Draft:
-    draft = await session.get(Draft, draft_id, populate_existing=True)
+async def load(session: AsyncSession, draft_id: int, *, for_update: bool = False) -> Draft:
+    """The draft, fresh from the database. Writers lock its row (`for_update`): on PostgreSQL
+    two approvals of one version then run one after the other, and the second sees the first's
+    new version and is refused; SQLite's single writer gives the same order."""
+    draft = await session.get(
+        Draft, draft_id, populate_existing=True, with_for_update=for_update or None
+    )
     if draft is None:
         raise NotFoundError(f"draft {draft_id} does not exist", draft_id=draft_id)
     return draft
@@ -157,7 +162,7 @@ async def edit(
     session: AsyncSession, actor: Actor, draft_id: int, *, body: str, expected_version: int
 ) -> Draft:
     await begin_write(session)
-    draft = await load(session, draft_id)
+    draft = await load(session, draft_id, for_update=True)
     _check(draft, expected_version, EDITABLE, "edited")
     await _new_version(session, draft, body, actor, DraftStatus.EDITED)
     activity.record(
@@ -181,7 +186,7 @@ async def approve(
 ) -> Draft:
     """Approve the exact current text and queue it for sending, in one transaction."""
     await begin_write(session)
-    draft = await load(session, draft_id)
+    draft = await load(session, draft_id, for_update=True)
     _check(draft, expected_version, APPROVABLE, "approved")
     if not draft.body.strip():
         raise InvalidInputError(f"draft {draft.id} is empty; write the reply first")
@@ -237,7 +242,7 @@ async def newest_customer_message(session: AsyncSession, ticket_id: int) -> int 
 async def recall(session: AsyncSession, actor: Actor, draft_id: int) -> Draft:
     """Undo an approval while the reply is still waiting (the undo window)."""
     await begin_write(session)
-    draft = await load(session, draft_id)
+    draft = await load(session, draft_id, for_update=True)
     if draft.status != DraftStatus.APPROVED.value:
         raise DraftStateError(
             f"draft {draft.id} is {draft.status}; only an approved reply that has not started "
@@ -272,7 +277,7 @@ async def discard(
     session: AsyncSession, actor: Actor, draft_id: int, *, expected_version: int | None
 ) -> Draft:
     await begin_write(session)
-    draft = await load(session, draft_id)
+    draft = await load(session, draft_id, for_update=True)
     _check(draft, draft.version if expected_version is None else expected_version, DISCARDABLE,
            "discarded")  # fmt: skip
     draft.status = DraftStatus.DISCARDED.value
@@ -289,7 +294,7 @@ async def retry(
 ) -> Draft:
     """Send a failed reply again: the same approved text, re-checked by the sender."""
     await begin_write(session)
-    draft = await load(session, draft_id)
+    draft = await load(session, draft_id, for_update=True)
     if draft.status != DraftStatus.FAILED.value or draft.approved_hash is None:
         raise DraftStateError(
             f"draft {draft.id} is {draft.status}; only a failed send can be retried "

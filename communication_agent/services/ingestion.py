@@ -31,6 +31,7 @@ from communication_agent.models import (
     Mailbox,
     Message,
     MessageSource,
+    OutboxEntry,
     QuarantinedMessage,
     ReasoningTask,
     Ticket,
@@ -208,6 +209,8 @@ class _BatchIndex:
     tickets: dict[int, Ticket]
     contacts: dict[str, Contact]
     provider_ids: set[str]
+    # Replies our sender is sending: their copies are the sender's to record (see below).
+    ours_in_flight: set[str] = field(default_factory=set)
     # Customer messages to triage and draft for, queued with the batch (see reasoning_tasks).
     reasoning: list[tuple[Ticket, Message]] = field(default_factory=list)
 
@@ -270,7 +273,20 @@ class _BatchIndex:
             if senders
             else {}
         )
+        in_flight = (
+            set(
+                await session.scalars(
+                    select(OutboxEntry.message_id_header).where(
+                        OutboxEntry.message_id_header.in_(own_ids),
+                        OutboxEntry.status.in_(("pending", "sending")),
+                    )
+                )
+            )
+            if own_ids
+            else set()
+        )
         return cls(
+            ours_in_flight={i for i in in_flight if i},
             message_ids={k: tickets.get(v) for k, v in by_id.items() if k},
             threads={k: tickets[v] for k, v in by_thread.items() if k and v in tickets},
             tickets=tickets,
@@ -347,6 +363,12 @@ def _store(
     if incoming.provider_message_id:
         index.provider_ids.add(incoming.provider_message_id)
     outbound = incoming.sent_by_mailbox or parsed.from_address == mailbox.address.lower()
+    if outbound and parsed.message_id in index.ours_in_flight:
+        # Our own reply, synced back before the sender recorded it (it may be between the
+        # provider's acceptance and its commit, or dead there): the sender records it, with
+        # its draft and ticket changes; counting it here as "answered elsewhere" would move
+        # the ticket and hold the very send it came from.
+        return Outcome.IGNORED
     ticket = index.find_ticket(parsed, incoming.provider_thread_id)
     if outbound and ticket is None:
         index.remember(parsed, None, None)

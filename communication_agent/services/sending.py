@@ -139,7 +139,7 @@ async def process(
 
 
 async def _hold_if_stale(session: AsyncSession, entry: Claimed) -> str | None:
-    draft = await session.get_one(Draft, entry.draft_id, populate_existing=True)
+    draft = await drafts.load(session, entry.draft_id, for_update=True)
     ticket = await session.get_one(Ticket, draft.ticket_id, populate_existing=True)
     reason = None
     if draft.status not in (DraftStatus.APPROVED.value, DraftStatus.SENDING.value):
@@ -222,7 +222,7 @@ async def _record(
     now = utcnow()
     async with sessionmaker() as session:
         await begin_write(session)
-        draft = await session.get_one(Draft, entry.draft_id, populate_existing=True)
+        draft = await drafts.load(session, entry.draft_id, for_update=True)
         ticket = await session.get_one(Ticket, draft.ticket_id, populate_existing=True)
         known = await session.scalar(
             select(Message.id).where(
@@ -329,7 +329,7 @@ async def _retry_later(sessionmaker: SessionMaker, entry: Claimed, error: str) -
 async def _fail(sessionmaker: SessionMaker, entry: Claimed, error: str) -> str:
     async with sessionmaker() as session:
         await begin_write(session)
-        draft = await session.get_one(Draft, entry.draft_id, populate_existing=True)
+        draft = await drafts.load(session, entry.draft_id, for_update=True)
         draft.status = DraftStatus.FAILED.value
         draft.status_reason = error[:2000]
         draft.version += 1

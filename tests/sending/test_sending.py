@@ -328,3 +328,29 @@ async def test_changed_text_is_never_sent_under_an_old_approval(
     async with sessionmaker() as session:
         stored = await session.get_one(Draft, draft.id)
     assert "differs from the approved text" in (stored.status_reason or "")
+
+
+async def test_our_reply_synced_back_before_it_was_recorded_is_left_to_the_sender(
+    sessionmaker: SessionMaker, settings: Settings, gmail: GmailTestServer, factory: Factory
+) -> None:
+    mailbox_id, ticket_id = await _ticket_with_question(sessionmaker, settings, gmail)
+    draft = await _approved(sessionmaker, factory, ticket_id, "Hello,\n\nrefunded.")
+    gmail.inject(Fault("messages.send.accepted", status=503))
+    await _send_due(sessionmaker, settings, gmail)  # Gmail has it; we do not know
+    synced = await _sync(sessionmaker, settings, gmail, mailbox_id)
+    assert (synced.new_messages, synced.ignored) == (0, 1)
+    async with sessionmaker() as session:
+        assert (await session.get_one(Ticket, ticket_id)).state == "NEEDS_ACTION"  # not "answered"
+        await session.execute(update(OutboxEntry).values(send_after=utcnow()))
+        await session.commit()
+    await _send_due(sessionmaker, settings, gmail)
+    async with sessionmaker() as session:
+        assert (await session.get_one(Draft, draft.id)).status == "sent"
+        assert (await session.get_one(Ticket, ticket_id)).state == "WAITING_OTHERS"
+        outbound = (
+            await session.scalars(
+                select(Message).where(Message.direction == Direction.OUTBOUND.value)
+            )
+        ).all()
+    assert len(outbound) == 1
+    assert len(sent_messages(gmail)) == 1
