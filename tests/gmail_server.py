@@ -305,6 +305,11 @@ def _build_app(server: GmailTestServer) -> Starlette:
         } & set(message.labels):
             return False
         q = request.query_params.get("q", "")
+        # "in:sent" alone narrows to sent mail; inside an OR (the default sync query) the
+        # other branch admits the rest, which this simplified matcher does not model.
+        only_sent = re.search(r"(^|\s)in:sent\b", q) and " OR " not in q
+        if only_sent and "SENT" not in message.labels:
+            return False
         wanted = re.search(r"rfc822msgid:(\S+)", q)
         if wanted and _message_id(message.raw) != wanted.group(1).strip("<>"):
             return False

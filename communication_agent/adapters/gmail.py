@@ -237,7 +237,7 @@ class GmailProvider:
         body = await self._call(
             "GET",
             "/users/me/messages",
-            params={"q": f"rfc822msgid:{message_id_header.strip('<>')}", "maxResults": 1},
+            params={"q": f"in:sent rfc822msgid:{message_id_header.strip('<>')}", "maxResults": 1},
         )
         found = body.get("messages") or []
         if not found:
@@ -264,10 +264,11 @@ class GmailProvider:
     ) -> dict[str, Any]:
         """One API call with retries; see the module docstring for the policy.
 
-        A call that is not `idempotent` (sending) is retried only when Gmail certainly did not
-        act on it (429, rate-limit 403, 401 before a refresh): after a timeout, a dropped
-        connection or a 5xx the message may have been sent, so the caller must look before
-        trying again (`find_sent`), and gets `ProviderUnavailableError` at once."""
+        A call that is not `idempotent` (sending) is never retried here, except once after a
+        token refresh on 401: after a timeout, a dropped connection or a 5xx the message may
+        have been sent, so the caller must look before trying again (`find_sent`); rate limits
+        come back with their Retry-After, for the caller to schedule. Either way it gets
+        `ProviderUnavailableError` at once, and a send takes one request's time."""
         refreshed = False
         last = "no attempt made"
         for attempt in range(self.retry.attempts):
@@ -309,6 +310,11 @@ class GmailProvider:
             if response.status_code == 404:
                 raise _NotFoundError(last)
             if _retryable(response.status_code, reason):
+                if not idempotent:  # do not hold a sender's lease through Retry-After waits
+                    raise ProviderUnavailableError(
+                        f"Gmail answered {last}; try again later",
+                        retry_after=self.retry.delay_for(response.headers, attempt),
+                    )
                 await self.sleep(self.retry.delay_for(response.headers, attempt))
                 continue
             raise ProviderError(f"Gmail answered {last}: {_error_message(response)}")

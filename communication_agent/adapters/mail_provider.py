@@ -61,7 +61,12 @@ class ReauthorisationRequiredError(ProviderError):
 
 
 class ProviderUnavailableError(ProviderError):
-    """A transient failure that survived the retries (rate limits, 5xx, timeouts)."""
+    """A transient failure that survived the retries (rate limits, 5xx, timeouts);
+    `retry_after` is the provider's own hint in seconds, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class MessageFetchError(ProviderError):

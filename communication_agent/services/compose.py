@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import secrets
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -28,9 +29,11 @@ def reply_subject(subject: str) -> str:
     return f"Re: {rest}" if rest else "Re: your message"
 
 
-def message_id_for(outbox_id: int, draft_id: int, mailbox_address: str) -> str:
+def message_id_for(outbox_id: int, mailbox_address: str) -> str:
+    """Unique and unguessable: the random part keeps anyone from planting a message with a
+    future id (which a retry's lookup would take for our sent reply)."""
     domain = mailbox_address.rsplit("@", 1)[-1] or "commagent.invalid"
-    return f"<commagent.{outbox_id}.{draft_id}@{one_line(domain)}>"
+    return f"<commagent.{outbox_id}.{secrets.token_hex(8)}@{one_line(domain)}>"
 
 
 def reply_message(

@@ -66,9 +66,19 @@ def text_hash(body: str) -> str:
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
+MAX_COMPARED = 4000  # characters: difflib is quadratic, and this runs inside the approval
+
+
 def edit_distance(proposed: str, final: str) -> float:
-    """0 when the operator sent the proposal unchanged, 1 when nothing of it is left."""
-    return round(1 - SequenceMatcher(None, proposed, final, autojunk=False).ratio(), 4)
+    """0 when the operator sent the proposal unchanged, 1 when nothing of it is left. Long
+    texts are compared by their first `MAX_COMPARED` characters and their lengths."""
+    if proposed == final:
+        return 0.0
+    a, b = proposed[:MAX_COMPARED], final[:MAX_COMPARED]
+    similarity = SequenceMatcher(None, a, b, autojunk=False).ratio()
+    if len(proposed) > MAX_COMPARED or len(final) > MAX_COMPARED:
+        similarity *= min(len(proposed), len(final)) / max(len(proposed), len(final))
+    return round(1 - similarity, 4)
 
 
 async def load(session: AsyncSession, draft_id: int, *, for_update: bool = False) -> Draft:
@@ -100,6 +110,8 @@ def _check(draft: Draft, expected_version: int, allowed: set[DraftStatus], doing
             current_version=draft.version,
             current_status=draft.status,
             current_body=draft.body,
+            current_status_reason=draft.status_reason,
+            current_updated_at=draft.updated_at.isoformat(),
         )
     if DraftStatus(draft.status) not in allowed:
         raise DraftStateError(
@@ -110,9 +122,26 @@ def _check(draft: Draft, expected_version: int, allowed: set[DraftStatus], doing
         )
 
 
+def withdraw_approval(draft: Draft, reason: str) -> None:
+    """Back to `edited`: the approval no longer applies and nothing of it stays on the draft."""
+    draft.status = DraftStatus.EDITED.value
+    draft.status_reason = reason
+    draft.version += 1
+    _clear_approval(draft)
+
+
+def _clear_approval(draft: Draft) -> None:
+    draft.approved_by_id = None
+    draft.approved_at = None
+    draft.approved_hash = None
+    draft.approved_state = None
+    draft.approved_last_message_id = None
+
+
 async def _new_version(
     session: AsyncSession, draft: Draft, body: str, actor: Actor, status: DraftStatus
 ) -> None:
+    _clear_approval(draft)
     draft.version += 1
     draft.body = body
     draft.status = status.value
@@ -240,37 +269,36 @@ async def newest_customer_message(session: AsyncSession, ticket_id: int) -> int 
 
 
 async def recall(session: AsyncSession, actor: Actor, draft_id: int) -> Draft:
-    """Undo an approval while the reply is still waiting (the undo window)."""
+    """Undo an approval while the reply waits (the undo window), before any send attempt: once
+    one was made, the provider may have the message, and only the sender can tell."""
     await begin_write(session)
     draft = await load(session, draft_id, for_update=True)
-    if draft.status != DraftStatus.APPROVED.value:
+    if draft.status not in (DraftStatus.APPROVED.value, DraftStatus.SENDING.value):
         raise DraftStateError(
-            f"draft {draft.id} is {draft.status}; only an approved reply that has not started "
-            "sending can be recalled",
+            f"draft {draft.id} is {draft.status}; only an approved reply that has not been "
+            "sent can be recalled",
             draft_id=draft.id,
         )
     cancelled = await session.execute(
         update(OutboxEntry)
-        .where(OutboxEntry.draft_id == draft.id, OutboxEntry.status == "pending")
+        .where(
+            OutboxEntry.draft_id == draft.id,
+            OutboxEntry.status == "pending",
+            OutboxEntry.attempts == 0,
+        )
         .values(status="cancelled", updated_at=utcnow())
     )
     if not cancelled.rowcount:  # type: ignore[attr-defined]
-        raise DraftStateError(f"draft {draft.id} is already being sent", draft_id=draft.id)
-    _back_to_edited(draft, "recalled by the approver" if actor.user_id else "recalled")
+        raise DraftStateError(
+            f"draft {draft.id} is already being sent (a send was attempted); it cannot be recalled",
+            draft_id=draft.id,
+        )
+    withdraw_approval(draft, "recalled")
     activity.record(
         session, actor, "draft.recalled", ticket_id=draft.ticket_id, details={"draft_id": draft.id}
     )
     await session.commit()
     return draft
-
-
-def _back_to_edited(draft: Draft, reason: str) -> None:
-    draft.status = DraftStatus.EDITED.value
-    draft.status_reason = reason
-    draft.version += 1
-    draft.approved_by_id = None
-    draft.approved_at = None
-    draft.approved_hash = None
 
 
 async def discard(
@@ -292,10 +320,17 @@ async def discard(
 async def retry(
     session: AsyncSession, actor: Actor, draft_id: int, *, rules: ApprovalRules
 ) -> Draft:
-    """Send a failed reply again: the same approved text, re-checked by the sender."""
+    """Send a failed reply again: the same approved text, through the same outbox entry, so
+    the sender first looks for it in the mailbox (an earlier attempt may have gone out)."""
     await begin_write(session)
     draft = await load(session, draft_id, for_update=True)
-    if draft.status != DraftStatus.FAILED.value or draft.approved_hash is None:
+    entry = await session.scalar(
+        select(OutboxEntry)
+        .where(OutboxEntry.draft_id == draft.id)
+        .order_by(OutboxEntry.id.desc())
+        .limit(1)
+    )
+    if draft.status != DraftStatus.FAILED.value or draft.approved_hash is None or entry is None:
         raise DraftStateError(
             f"draft {draft.id} is {draft.status}; only a failed send can be retried "
             "(edit it to change the text, which needs a new approval)",
@@ -304,7 +339,7 @@ async def retry(
     draft.status = DraftStatus.APPROVED.value
     draft.status_reason = None
     draft.version += 1
-    session.add(OutboxEntry(draft_id=draft.id, ticket_id=draft.ticket_id, send_after=utcnow()))
+    entry.status, entry.send_after, entry.updated_at = "pending", utcnow(), utcnow()
     activity.record(
         session, actor, "draft.retried", ticket_id=draft.ticket_id, details={"draft_id": draft.id}
     )

@@ -111,29 +111,38 @@ async def process(
     *,
     state_after_send: TicketState,
 ) -> str:
-    """Check, send (or find), record. Returns the entry's outcome."""
+    """Look (on a retry), check, send, record. Returns the entry's outcome."""
     async with sessionmaker() as session:
         await begin_write(session)
-        problem = await _hold_if_stale(session, entry)
-        if problem is not None:
-            await session.commit()
-            return problem
         outgoing = await _prepare(session, entry)
         await session.commit()
-    provider = await opener(outgoing.mailbox)
     try:
-        ref = await provider.find_sent(outgoing.message_id) if entry.attempts > 1 else None
-        found = ref is not None
-        if ref is None:
-            ref = await provider.send(outgoing.raw, outgoing.thread_id)
+        provider = await opener(outgoing.mailbox)
+    except ProviderError as exc:  # no usable credentials: nothing to wait for
+        return await _fail(sessionmaker, entry, str(exc))
+    try:
+        # An earlier attempt may have been accepted just before we lost track of it: that is
+        # decided first, before any staleness check, or a sent reply would be held and later
+        # approved and sent a second time.
+        found = await provider.find_sent(outgoing.message_id) if entry.attempts > 1 else None
+        if found is not None:
+            ref, was_found = found, True
+        else:
+            async with sessionmaker() as session:
+                await begin_write(session)
+                problem = await _hold_if_stale(session, entry)
+                await session.commit()
+            if problem is not None:
+                return problem
+            ref, was_found = await provider.send(outgoing.raw, outgoing.thread_id), False
     except ProviderUnavailableError as exc:
-        return await _retry_later(sessionmaker, entry, str(exc))
+        return await _retry_later(sessionmaker, entry, str(exc), retry_after=exc.retry_after)
     except ProviderError as exc:
         return await _fail(sessionmaker, entry, str(exc))
     finally:
         await provider.aclose()
     await _record(
-        sessionmaker, entry, outgoing, ref, found=found, state_after_send=state_after_send
+        sessionmaker, entry, outgoing, ref, found=was_found, state_after_send=state_after_send
     )
     return "sent"
 
@@ -155,12 +164,10 @@ async def _hold_if_stale(session: AsyncSession, entry: Claimed) -> str | None:
     if reason is None:
         draft.status = DraftStatus.SENDING.value
         return None
-    await _close_entry(session, entry, "held", reason)
+    if not await _close_entry(session, entry, "held", reason):
+        return "lost"
     if draft.status in (DraftStatus.APPROVED.value, DraftStatus.SENDING.value):
-        draft.status = DraftStatus.EDITED.value
-        draft.status_reason = f"held: {reason}; approve it again"
-        draft.version += 1
-        draft.approved_hash = None
+        drafts.withdraw_approval(draft, f"held: {reason}; approve it again")
     activity.record(
         session,
         SENDER,
@@ -176,16 +183,20 @@ async def _prepare(session: AsyncSession, entry: Claimed) -> Outgoing:
     ticket = await session.get_one(Ticket, draft.ticket_id)
     mailbox = await session.get_one(Mailbox, ticket.mailbox_id)
     contact = await session.get_one(Contact, ticket.contact_id)
-    answered = await session.scalar(
+    answered = await session.scalar(  # the customer's newest words, not a bounce
         select(Message)
-        .where(Message.ticket_id == ticket.id, Message.direction == Direction.INBOUND.value)
+        .where(
+            Message.ticket_id == ticket.id,
+            Message.direction == Direction.INBOUND.value,
+            Message.is_automated.is_(False),
+        )
         .order_by(Message.id.desc())
         .limit(1)
     )
-    message_id = compose.message_id_for(entry.id, draft.id, mailbox.address)
-    await session.execute(
-        update(OutboxEntry).where(OutboxEntry.id == entry.id).values(message_id_header=message_id)
-    )
+    stored = await session.get_one(OutboxEntry, entry.id, populate_existing=True)
+    if stored.message_id_header is None:  # fixed before the first attempt, kept for retries
+        stored.message_id_header = compose.message_id_for(entry.id, mailbox.address)
+    message_id = stored.message_id_header
     references = (answered.references or "").split() if answered else []
     to_address = (answered.from_address if answered else "") or contact.email
     raw = compose.reply_message(
@@ -227,6 +238,7 @@ async def _record(
         known = await session.scalar(
             select(Message.id).where(
                 Message.mailbox_id == outgoing.mailbox.id,
+                Message.direction == Direction.OUTBOUND.value,
                 or_(
                     Message.message_id_header == outgoing.message_id,
                     Message.provider_message_id == ref.provider_message_id,
@@ -252,6 +264,9 @@ async def _record(
             )
             message.source = MessageSource(raw=outgoing.raw)
             session.add(message)
+        if draft.status == DraftStatus.SENT.value:  # recorded already (a lease taken over)
+            await session.commit()
+            return
         draft.status = DraftStatus.SENT.value
         draft.sent_at = now
         draft.status_reason = "found in the mailbox after a retry" if found else None
@@ -286,12 +301,15 @@ async def _close_entry(
     error: str | None,
     *,
     provider_message_id: str | None = None,
-) -> None:
+) -> bool:
+    """Close the entry; any outcome but `sent` only while the lease is still ours (a
+    successor's outcome stands). Returns whether it was closed."""
     now = utcnow()
-    await session.execute(
-        update(OutboxEntry)
-        .where(OutboxEntry.id == entry.id)
-        .values(
+    query = update(OutboxEntry).where(OutboxEntry.id == entry.id)
+    if status != "sent":
+        query = query.where(OutboxEntry.lease_owner == entry.owner)
+    closed = await session.execute(
+        query.values(
             status=status,
             last_error=error,
             provider_message_id=provider_message_id,
@@ -301,12 +319,17 @@ async def _close_entry(
             updated_at=now,
         )
     )
+    return bool(closed.rowcount)  # type: ignore[attr-defined]
 
 
-async def _retry_later(sessionmaker: SessionMaker, entry: Claimed, error: str) -> str:
+async def _retry_later(
+    sessionmaker: SessionMaker, entry: Claimed, error: str, *, retry_after: float | None = None
+) -> str:
     if entry.attempts >= MAX_ATTEMPTS:
         return await _fail(sessionmaker, entry, f"gave up after {entry.attempts} attempts: {error}")
     delay: timedelta = min(FIRST_RETRY * 2 ** (entry.attempts - 1), MAX_RETRY)
+    if retry_after is not None:
+        delay = max(delay, timedelta(seconds=min(retry_after, MAX_RETRY.total_seconds())))
     async with sessionmaker() as session:
         await begin_write(session)
         await session.execute(
@@ -330,10 +353,12 @@ async def _fail(sessionmaker: SessionMaker, entry: Claimed, error: str) -> str:
     async with sessionmaker() as session:
         await begin_write(session)
         draft = await drafts.load(session, entry.draft_id, for_update=True)
+        if not await _close_entry(session, entry, "failed", error[:2000]):
+            await session.commit()  # a successor holds the entry now: its outcome stands
+            return "lost"
         draft.status = DraftStatus.FAILED.value
         draft.status_reason = error[:2000]
         draft.version += 1
-        await _close_entry(session, entry, "failed", error[:2000])
         activity.record(
             session,
             SENDER,

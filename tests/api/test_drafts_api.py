@@ -63,6 +63,16 @@ async def test_edit_with_if_match_then_approve_records_the_change(
     missing = await api.patch(url, json={"body": "x"}, headers=op.headers)
     assert missing.status_code == 422
     assert "If-Match" in missing.json()["error"]["message"]
+    superscript_two = "\u00b2".encode("latin-1")  # a digit to str.isdigit(), not to int()
+    odd = await api.patch(
+        url,
+        json={"body": "x"},
+        headers=[
+            *((k.encode(), v.encode()) for k, v in op.headers.items()),
+            (b"If-Match", superscript_two),
+        ],
+    )
+    assert odd.status_code == 422
 
     approved = await api.post(f"{url}/approve", json={"version": 2}, headers=op.headers)
     assert approved.status_code == 200, approved.text

@@ -230,8 +230,16 @@ async def test_rate_limits_during_send_are_retried(
 ) -> None:
     _mailbox_id, ticket_id = await _ticket_with_question(sessionmaker, settings, gmail)
     await _approved(sessionmaker, factory, ticket_id, "Hello,\n\nrefunded.")
-    gmail.inject(Fault("messages.send", status=429, retry_after="0", times=2))
-    await _send_due(sessionmaker, settings, gmail)
+    gmail.inject(Fault("messages.send", status=429, retry_after="90", times=2))
+    for _round in range(3):  # each 429 is rescheduled through the outbox, not waited out
+        await _send_due(sessionmaker, settings, gmail)
+        async with sessionmaker() as session:
+            entry = (await session.scalars(select(OutboxEntry))).one()
+            if entry.status == "pending":
+                assert entry.send_after >= utcnow() + timedelta(seconds=10)
+                assert "429" in (entry.last_error or "")
+                await session.execute(update(OutboxEntry).values(send_after=utcnow()))
+                await session.commit()
     assert len(sent_messages(gmail)) == 1
     assert gmail.calls("messages.send") == 3
 
@@ -354,3 +362,53 @@ async def test_our_reply_synced_back_before_it_was_recorded_is_left_to_the_sende
         ).all()
     assert len(outbound) == 1
     assert len(sent_messages(gmail)) == 1
+
+
+async def test_retrying_a_failed_send_looks_for_it_before_sending_again(
+    sessionmaker: SessionMaker, settings: Settings, gmail: GmailTestServer, factory: Factory
+) -> None:
+    """Gmail stored the reply yet answered with an error: the draft fails; the operator's
+    retry goes through the same outbox entry, so it is found, not sent twice."""
+    _mailbox_id, ticket_id = await _ticket_with_question(sessionmaker, settings, gmail)
+    draft = await _approved(sessionmaker, factory, ticket_id, "Hello,\n\nrefunded.")
+    gmail.inject(Fault("messages.send.accepted", status=400))
+    await _send_due(sessionmaker, settings, gmail)
+    async with sessionmaker() as session:
+        assert (await session.get_one(Draft, draft.id)).status == "failed"
+    op = await factory.principal(Role.OPERATOR)
+    async with sessionmaker() as session:
+        await drafts.retry(session, _actor(op.user.id), draft.id, rules=drafts.ApprovalRules())
+    async with sessionmaker() as session:  # after a send attempt there is no recalling it
+        with pytest.raises(ConflictError, match="cannot be recalled"):
+            await drafts.recall(session, _actor(op.user.id), draft.id)
+    await _send_due(sessionmaker, settings, gmail)
+    assert len(sent_messages(gmail)) == 1
+    async with sessionmaker() as session:
+        stored = await session.get_one(Draft, draft.id)
+        assert (stored.status, stored.status_reason) == (
+            "sent",
+            "found in the mailbox after a retry",
+        )
+        assert len((await session.scalars(select(OutboxEntry))).all()) == 1
+
+
+async def test_the_reply_goes_to_the_customer_not_to_an_autoresponder_in_the_thread(
+    sessionmaker: SessionMaker, settings: Settings, gmail: GmailTestServer, factory: Factory
+) -> None:
+    mailbox_id, ticket_id = await _ticket_with_question(sessionmaker, settings, gmail)
+    gmail.add_message(
+        raw_email(
+            sender="mailer-daemon@mx.example.org",
+            subject="Delivery Status Notification",
+            in_reply_to=CUSTOMER_ID,
+            headers={"Auto-Submitted": "auto-replied"},
+        ),
+        thread_id="thr-77",
+    )
+    await _sync(sessionmaker, settings, gmail, mailbox_id)
+    await _approved(sessionmaker, factory, ticket_id, "Hello,\n\nrefunded.")
+    await _send_due(sessionmaker, settings, gmail)
+    [sent] = sent_messages(gmail)
+    headers = BytesParser(policy=email.policy.default).parsebytes(sent.raw)
+    assert headers["To"].addresses[0].addr_spec == "customer@example.org"
+    assert headers["In-Reply-To"] == CUSTOMER_ID

@@ -120,7 +120,7 @@ async def retry_draft(
 
 def _version_from(if_match: str | None) -> int:
     value = (if_match or "").strip().strip('"').removeprefix("W/").strip('"')
-    if not value.isdigit() or not 0 < int(value) <= MAX_DB_INT:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_DB_INT:
         raise InvalidInputError(
             'send the draft version you edited, as "version" in the body or as If-Match'
         )
