@@ -178,6 +178,8 @@ def main() -> None:
                 cwd=Path(__file__).parent.parent,
             )
             r = json.loads(out.stdout.strip().splitlines()[-1])
+            if r["stored"] != n:  # a fast run that lost messages is a failure, not a figure
+                raise SystemExit(f"{db}, {n} messages: only {r['stored']} stored")
             row = (
                 r["db"],
                 r["n"],

@@ -324,7 +324,9 @@ class GmailProvider:
 
 
 def _fetched(ref: MessageRef, body: dict[str, Any]) -> FetchedMessage:
-    raw_text = str(body.get("raw", ""))
+    raw_text = str(body.get("raw") or "")
+    if not raw_text.strip():  # a cut-off answer: fetch it again next run, never store it empty
+        raise MessageFetchError(f"message {ref.provider_message_id}: Gmail sent no raw content")
     try:
         raw = base64.urlsafe_b64decode(raw_text + "=" * (-len(raw_text) % 4))
     except ValueError as exc:

@@ -77,6 +77,9 @@ async def sync_due_mailboxes(
         except DomainError as exc:  # recorded on the mailbox by the sync itself
             log.warning("background_sync_failed", mailbox_id=mailbox_id, error=exc.message)
             continue
+        except Exception:  # one mailbox's fault must not starve the others this round
+            log.exception("background_sync_crashed", mailbox_id=mailbox_id)
+            continue
         synced += 1
         if counts.new_messages or counts.errors or counts.quarantined:
             log.info("background_sync", mailbox_id=mailbox_id, **counts.as_dict())

@@ -16,6 +16,7 @@ import email.errors
 import email.header
 import email.policy
 import email.utils
+import hashlib
 import html
 import re
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ REPLY_MARKERS: dict[str, tuple[str, ...]] = {
 FALLBACK_CHARSETS = ("utf-8", "cp1252", "latin-1")
 MAX_SUBJECT = 998
 MAX_HEADER_ID = 998
+MAX_STORED_ID_BYTES = 500
 
 SAFE_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "code", "div", "em", "font", "h1", "h2",
@@ -257,7 +259,7 @@ def _decode_words(text: str) -> str:
         return text
     try:
         return str(email.header.make_header(email.header.decode_header(text)))
-    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+    except (LookupError, UnicodeError, ValueError, email.errors.MessageError):
         return text
 
 
@@ -271,14 +273,24 @@ _ID = re.compile(r"<[^<>\s]+>")
 def _message_id(raw: str) -> str | None:
     found: list[str] = _ID.findall(raw)
     if found:
-        return found[0][:MAX_HEADER_ID]
-    bare = raw.strip()
-    return f"<{bare}>"[:MAX_HEADER_ID] if bare and " " not in bare else None
+        return storable_id(found[0])
+    bare = raw.strip().strip("<>").strip()  # "<>" and "" are no id at all
+    return storable_id(f"<{bare}>") if bare and " " not in bare else None
 
 
 def _message_ids(raw: str) -> list[str]:
     found: list[str] = _ID.findall(raw)
-    return [i[:MAX_HEADER_ID] for i in found]
+    return [storable_id(i) for i in found]
+
+
+def storable_id(message_id: str) -> str:
+    """The id as stored and compared. A very long one (a forged header can be 998 characters
+    of 3-byte CJK, past PostgreSQL's index limit) is replaced by its digest, the same way
+    wherever it appears, so threading and dedupe still match it."""
+    if len(message_id.encode("utf-8")) <= MAX_STORED_ID_BYTES:
+        return message_id
+    digest = hashlib.sha256(message_id.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"<sha256.{digest}@long-message-id.invalid>"
 
 
 def _date(raw: str) -> datetime | None:
@@ -286,11 +298,11 @@ def _date(raw: str) -> datetime | None:
         return None
     try:
         parsed = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError, IndexError, OverflowError):
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 -0500 overflows too
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def decode_part(part: Message) -> str:
@@ -302,7 +314,7 @@ def decode_part(part: Message) -> str:
     for charset in (declared, *FALLBACK_CHARSETS) if declared else FALLBACK_CHARSETS:
         try:
             return payload.decode(charset)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # "utf-8\x00" is a ValueError
             continue
     return payload.decode("latin-1")  # pragma: no cover  (latin-1 decodes any byte string)
 

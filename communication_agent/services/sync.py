@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import (
@@ -36,6 +36,7 @@ from communication_agent.adapters.mail_provider import (
     ReauthorisationRequiredError,
 )
 from communication_agent.core.db import begin_write
+from communication_agent.core.logging import get_logger
 from communication_agent.models import Mailbox, Message, QuarantinedMessage, SyncError
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import TokenState
@@ -44,6 +45,7 @@ from communication_agent.services.errors import ConflictError, DomainError, NotF
 from communication_agent.services.ingestion import (
     SYNC_ACTOR,
     IncomingMessage,
+    Outcome,
     SyncCounts,
     ingest_batch,
     parse_or_reason,
@@ -52,6 +54,8 @@ from communication_agent.services.mail_parsing import ParsedMessage
 
 DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
 # Messages per `fetch_many` call (one Gmail batch request), and such calls in flight at once.
+log = get_logger(__name__)
+MAX_DEFERRED = 1000  # sent messages held back per run waiting for their ticket (see _store)
 FETCH_CHUNK = 50
 FETCH_CONCURRENCY = 4
 RETRY_FAILED_PER_RUN = 100
@@ -105,6 +109,7 @@ async def sync_mailbox(
         except CheckpointExpiredError:
             await run.pages(None)
         await run.retry_failed()
+        run.finish()
         await _record_success(sessionmaker, mailbox_id, run.counts, owner)
     except ReauthorisationRequiredError as exc:
         await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=True)
@@ -115,6 +120,14 @@ async def sync_mailbox(
         await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=False)
         raise SyncFailedError(
             f"Syncing mailbox {mailbox.name} failed: {exc}. It will be retried.",
+            mailbox_id=mailbox_id,
+        ) from exc
+    except Exception as exc:  # a bug or a database fault: visible on the mailbox, retried later
+        log.exception("sync_crashed", mailbox_id=mailbox_id)
+        reason = f"unexpected error ({type(exc).__name__}); see the server log"
+        await _record_failure(sessionmaker, mailbox_id, reason, needs_reauth=False)
+        raise SyncFailedError(
+            f"Syncing mailbox {mailbox.name} failed: {reason}. It will be retried.",
             mailbox_id=mailbox_id,
         ) from exc
     finally:
@@ -204,6 +217,7 @@ class _MailboxSync:
         self.lease = lease
         self.counts = SyncCounts()
         self.failed_this_run: set[str] = set()
+        self.deferred: list[_Fetched] = []
 
     async def pages(self, checkpoint: str | None) -> None:
         """Store page after page; the next page is listed, fetched and parsed meanwhile."""
@@ -312,17 +326,45 @@ class _MailboxSync:
     async def _store(self, session: AsyncSession, fetched: list[_Fetched]) -> None:
         """Store a page on the fast path; if a constraint still trips (a message delivered twice
         within one page, say), roll the page back and replay it message by message."""
+        # Mail we sent whose ticket was not known yet is tried again after each later page: a
+        # first sync lists newest first, so the customer's message may come pages after our
+        # reply. What still has no ticket at the end is counted as ignored (see `finish`).
+        earlier = self.deferred
+        deferred: list[_Fetched] = []
         try:
-            counts, failed = await self._store_page(session, fetched, batch=True)
-        except IntegrityError:
+            counts, failed = await self._store_page(session, fetched, batch=True, deferred=deferred)
+            if earlier:
+                again, _ = await self._store_page(session, earlier, batch=True, deferred=deferred)
+                counts.merge(again)
+                counts.fetched -= len(earlier)
+        except DBAPIError as exc:
+            # A constraint tripped, or PostgreSQL broke a deadlock with another mailbox's sync
+            # (both insert shared rows such as new contacts): replay one message at a time.
+            if not isinstance(exc, IntegrityError) and "deadlock" not in str(exc).lower():
+                raise
             await session.rollback()
             await begin_write(session)
-            counts, failed = await self._store_page(session, fetched, batch=False)
+            deferred = []
+            counts, failed = await self._store_page(
+                session, fetched + earlier, batch=False, deferred=deferred
+            )
+            counts.fetched -= len(earlier)
+        self.deferred = deferred
         self.counts.merge(counts)
         self.failed_this_run |= failed
 
+    def finish(self) -> None:
+        """Deferred sent mail that never found its ticket was unrelated: ignored."""
+        self.counts.ignored += len(self.deferred)
+        self.deferred = []
+
     async def _store_page(
-        self, session: AsyncSession, fetched: list[_Fetched], *, batch: bool
+        self,
+        session: AsyncSession,
+        fetched: list[_Fetched],
+        *,
+        batch: bool,
+        deferred: list[_Fetched],
     ) -> tuple[SyncCounts, set[str]]:
         mailbox = await session.get_one(Mailbox, self.mailbox.id)
         counts, failed = SyncCounts(), set()
@@ -337,8 +379,12 @@ class _MailboxSync:
                 good.append(item)
         counts.fetched += len(good)
         incoming = [_incoming(item) for item in good]
-        for outcome in await ingest_batch(session, mailbox, incoming, isolated=not batch):
-            counts.add(outcome)
+        outcomes = await ingest_batch(session, mailbox, incoming, isolated=not batch)
+        for item, outcome in zip(good, outcomes, strict=True):
+            if outcome is Outcome.IGNORED and len(deferred) < MAX_DEFERRED:
+                deferred.append(item)  # mail we sent, its ticket perhaps on a later page
+            else:
+                counts.add(outcome)
         await _resolve_sync_errors(session, mailbox.id, [i.ref.provider_message_id for i in good])
         await session.flush()
         return counts, failed

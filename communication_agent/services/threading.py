@@ -4,7 +4,8 @@ Which ticket an incoming message belongs to is decided by these rules, in order 
 per batch in `services/ingestion.py`, `_BatchIndex.find_ticket`):
 1. the provider's thread id (Gmail `threadId`), when another message of the mailbox has it;
 2. `In-Reply-To` and `References` against Message-IDs we already hold in the mailbox;
-3. a ticket reference in the subject, `[#123]`, for a ticket of the same mailbox.
+3. a ticket reference in the subject, `[#123]`, for a ticket of the same mailbox, and only
+   from that ticket's customer (or the mailbox itself): anyone can type a token.
 No match means a new conversation.
 """
 

@@ -272,3 +272,27 @@ async def test_batched_fetches_retry_only_the_calls_that_failed(
     async with sessionmaker() as session:
         [error] = (await session.scalars(select(SyncError))).all()
         assert (error.provider_message_id, "no longer exists" in error.error) == (gone.id, True)
+
+
+async def test_a_first_sync_keeps_our_reply_listed_pages_before_its_question(
+    settings: Settings, sessionmaker: SessionMaker, gmail: GmailTestServer
+) -> None:
+    """Gmail lists newest first: with one message a page, our reply comes a page before the
+    customer's question; it waits for its ticket instead of being dropped."""
+    gmail.add_message(raw_email(message_id="<q@x>", subject="Broken"), thread_id="t-9")
+    gmail.add_message(
+        raw_email(
+            sender=ADDRESS, subject="Re: Broken", in_reply_to="<q@x>", message_id="<a@company>"
+        ),
+        thread_id="t-9",
+        labels=("SENT",),
+    )
+    gmail.add_message(raw_email(sender=ADDRESS, subject="Lunch?", message_id="<lunch@company>"),
+                      labels=("SENT",))  # fmt: skip
+    mailbox_id = await _connect(sessionmaker, gmail)
+    counts = await _sync(sessionmaker, settings, gmail, mailbox_id, gmail_page_size=1)
+    assert (counts.new_tickets, counts.threaded, counts.ignored) == (1, 1, 1)
+    async with sessionmaker() as session:
+        ticket = (await session.scalars(select(Ticket))).one()
+        assert ticket.state == "WAITING_OTHERS"
+    assert await _messages(sessionmaker) == 2  # the unrelated sent mail belongs to no ticket

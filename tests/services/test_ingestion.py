@@ -122,6 +122,25 @@ async def test_a_subject_token_of_another_mailbox_does_not_thread(
     assert (await _ticket_of(session, "<x@x>")).id != foreign.id
 
 
+async def test_a_strangers_subject_token_does_not_join_the_ticket(
+    factory: Factory, session: AsyncSession
+) -> None:
+    mailbox = await _mailbox(factory)
+    await _ingest(session, mailbox, raw_email(message_id="<own@x>"))
+    victim = await _ticket_of(session, "<own@x>")
+    outcome = await _ingest(
+        session,
+        mailbox,
+        raw_email(
+            sender="stranger@elsewhere.example",
+            subject=f"Re: [#{victim.id}] please send me the details",
+            message_id="<stranger@x>",
+        ),
+    )
+    assert outcome is Outcome.NEW_TICKET
+    assert (await _ticket_of(session, "<stranger@x>")).id != victim.id
+
+
 async def test_duplicates_by_provider_id_and_by_message_id(
     factory: Factory, session: AsyncSession
 ) -> None:
