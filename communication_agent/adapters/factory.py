@@ -20,6 +20,7 @@ from communication_agent.adapters.mail_provider import (
 )
 from communication_agent.adapters.mailbox_authorizer import MailboxAuthorizer
 from communication_agent.core.config import Settings
+from communication_agent.core.logging import scrubber
 from communication_agent.models import Mailbox
 from communication_agent.models.enums import MailProvider as ProviderKind
 from communication_agent.services.credentials import CredentialsUnreadableError, decrypt_credentials
@@ -31,6 +32,7 @@ def google_oauth_client(settings: Settings) -> GoogleOAuthClient:
             "Gmail needs COMMAGENT_GOOGLE_CLIENT_ID and COMMAGENT_GOOGLE_CLIENT_SECRET "
             "(an OAuth client of type 'Web application' in the Google Cloud console)."
         )
+    scrubber.register(settings.google_client_secret.get_secret_value())  # never in a log line
     return GoogleOAuthClient(
         client_id=settings.google_client_id,
         client_secret=settings.google_client_secret.get_secret_value(),

@@ -16,6 +16,7 @@ The shape of a sync, and why:
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -97,6 +98,7 @@ async def sync_mailbox(
     lease: timedelta = DEFAULT_LEASE,
 ) -> SyncCounts:
     """Run one sync of the mailbox; see the module docstring for the guarantees."""
+    owner = f"{owner}/{secrets.token_hex(4)}"  # per run: two runs of one process exclude too
     mailbox = await _claim(sessionmaker, mailbox_id, owner, lease)
     provider: MailProvider | None = None
     try:
@@ -122,6 +124,8 @@ async def sync_mailbox(
             f"Syncing mailbox {mailbox.name} failed: {exc}. It will be retried.",
             mailbox_id=mailbox_id,
         ) from exc
+    except DomainError:  # already says what happened (a lost lease, say)
+        raise
     except Exception as exc:  # a bug or a database fault: visible on the mailbox, retried later
         log.exception("sync_crashed", mailbox_id=mailbox_id)
         reason = f"unexpected error ({type(exc).__name__}); see the server log"
@@ -175,13 +179,16 @@ async def _claim(
         return mailbox
 
 
-async def _renew(session: AsyncSession, mailbox_id: int, owner: str, lease: timedelta) -> None:
-    await session.execute(
+async def _renew(session: AsyncSession, mailbox_id: int, owner: str, lease: timedelta) -> bool:
+    """Extend the lease with the page being written; False when it is no longer ours (the page
+    must then not be committed: the new holder stores it)."""
+    renewed = await session.execute(
         update(Mailbox)
         .where(Mailbox.id == mailbox_id, Mailbox.lease_owner == owner)
         .values(lease_expires_at=utcnow() + lease)
         .execution_options(synchronize_session=False)
     )
+    return bool(renewed.rowcount)  # type: ignore[attr-defined]
 
 
 async def _release(sessionmaker: SessionMaker, mailbox_id: int, owner: str) -> None:
@@ -273,7 +280,12 @@ class _MailboxSync:
                     .values(sync_checkpoint=final_checkpoint)
                     .execution_options(synchronize_session=False)
                 )
-            await _renew(session, self.mailbox.id, self.owner, self.lease)
+            if not await _renew(session, self.mailbox.id, self.owner, self.lease):
+                await session.rollback()  # another process holds the mailbox now: it goes on
+                raise SyncInProgressError(
+                    f"Mailbox {self.mailbox.name}: this sync lost its lease and stopped",
+                    mailbox_id=self.mailbox.id,
+                )
             await session.commit()
 
     async def _unknown(self, refs: list[MessageRef]) -> list[MessageRef]:

@@ -4,7 +4,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from communication_agent.adapters.factory import google_oauth_client
+from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.core.config import Settings
 from communication_agent.core.logging import REDACTED, configure_logging, get_logger, scrubber
 from communication_agent.models.enums import Role
@@ -79,3 +82,26 @@ def test_embedded_default_server_generates_its_key_and_never_logs_it(tmp_path: P
     output = log.read_text()
     assert "secret_key_generated" in output
     assert key not in output
+
+
+def test_the_google_client_secret_and_the_model_api_key_are_masked_in_logs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    settings = Settings(
+        _env_file=None,
+        google_client_id="id",
+        google_client_secret=SecretStr("google-client-secret-xyz"),
+        llm_provider="openai",
+        llm_base_url="http://127.0.0.1:9/v1",
+        llm_api_key=SecretStr("sk-model-key-xyz"),
+        llm_model="m",
+    )
+    google_oauth_client(settings)
+    reasoning_model(settings)
+    configure_logging("INFO", "json")
+    get_logger("test").error("oops", detail="google-client-secret-xyz and sk-model-key-xyz")
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert "google-client-secret-xyz" not in output
+    assert "sk-model-key-xyz" not in output
+    assert REDACTED in output

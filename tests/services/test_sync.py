@@ -3,6 +3,7 @@ the real providers are tested against their own formats and servers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -210,3 +211,39 @@ async def test_a_local_folder_syncs_through_the_same_path(
     provider = LocalFolderProvider(tmp_path, mailbox.address)
     counts = await sync.sync_mailbox(sessionmaker, mailbox.id, _opener(provider), owner="t")
     assert (counts.new_tickets, counts.threaded) == (1, 1)
+
+
+class _TakenOver(FakeProvider):
+    """Once the first page is committed, another process takes the mailbox over (before the
+    second page is written)."""
+
+    def __init__(self, messages: dict[str, bytes], sessionmaker: SessionMaker, mailbox_id: int):
+        super().__init__(messages)
+        self.sessionmaker, self.mailbox_id = sessionmaker, mailbox_id
+
+    async def list_changes(self, checkpoint: str | None, page_token: str | None) -> ChangePage:
+        if page_token is not None:
+            while True:  # wait for page one's commit (reads never block under WAL)
+                async with self.sessionmaker() as session:
+                    if len((await session.scalars(select(Message.id))).all()) >= 2:
+                        break
+                await asyncio.sleep(0.01)
+            async with self.sessionmaker() as session:
+                row = await session.get_one(Mailbox, self.mailbox_id)
+                row.lease_owner, row.lease_expires_at = "worker-z", utcnow() + LEASE
+                await session.commit()
+        return await super().list_changes(checkpoint, page_token)
+
+
+async def test_a_sync_that_lost_its_lease_stops_without_writing_more(
+    factory: Factory, sessionmaker: SessionMaker
+) -> None:
+    mailbox = await factory.mailbox()
+    provider = _TakenOver(_messages(4), sessionmaker, mailbox.id)
+    with pytest.raises(sync.SyncInProgressError, match="lost its lease"):
+        await sync.sync_mailbox(sessionmaker, mailbox.id, _opener(provider), owner="worker-a")
+    async with sessionmaker() as session:
+        stored = len((await session.scalars(select(Message))).all())
+        row = await session.get_one(Mailbox, mailbox.id)
+    assert stored == 2  # the first page only: the second belongs to the new holder
+    assert (row.lease_owner, row.sync_checkpoint) == ("worker-z", None)
