@@ -56,6 +56,7 @@ from communication_agent.services.mail_parsing import ParsedMessage
 DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
 # Messages per `fetch_many` call (one Gmail batch request), and such calls in flight at once.
 log = get_logger(__name__)
+GONE = "no longer exists"  # what providers say of a message deleted since it was listed
 MAX_DEFERRED = 1000  # sent messages held back per run waiting for their ticket (see _store)
 FETCH_CHUNK = 50
 FETCH_CONCURRENCY = 4
@@ -251,13 +252,14 @@ class _MailboxSync:
                 await session.scalars(
                     select(SyncError.provider_message_id)
                     .where(SyncError.mailbox_id == self.mailbox.id, SyncError.resolved_at.is_(None))
-                    .order_by(SyncError.id)
+                    # least recently tried first: failures that persist cannot starve the rest
+                    .order_by(SyncError.last_attempt_at, SyncError.id)
                     .limit(RETRY_FAILED_PER_RUN)
                 )
             )
         retry = [MessageRef(p) for p in pending if p not in self.failed_this_run]
-        fetched = [f for f in await self._fetch_all(await self._unknown(retry)) if f.message]
-        if fetched:
+        fetched = await self._fetch_all(await self._unknown(retry))
+        if fetched:  # failures again are recorded (attempts, time, reason) with the successes
             await self._commit_page(fetched, None)
 
     async def _prepare(
@@ -387,6 +389,8 @@ class _MailboxSync:
                 failed.add(provider_id)
                 await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
                 counts.errors += 1
+                if GONE in (item.error or ""):  # deleted at the provider: nothing to retry
+                    await _resolve_sync_errors(session, mailbox.id, [provider_id])
             else:
                 good.append(item)
         counts.fetched += len(good)

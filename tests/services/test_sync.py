@@ -40,6 +40,7 @@ class FakeProvider:
         self.messages = messages
         self.checkpoint = checkpoint
         self.failing: set[str] = set()
+        self.gone: set[str] = set()
         self.expired: set[str] = set()
         self.revoked = False
         self.listed_from: list[str | None] = []
@@ -67,6 +68,8 @@ class FakeProvider:
         self.fetched.append(ref.provider_message_id)
         if ref.provider_message_id in self.failing:
             raise MessageFetchError(f"503 for {ref.provider_message_id}")
+        if ref.provider_message_id in self.gone:
+            raise MessageFetchError(f"message {ref.provider_message_id} no longer exists")
         return FetchedMessage(
             ref=ref, raw=self.messages[ref.provider_message_id], received_at=utcnow()
         )
@@ -247,3 +250,20 @@ async def test_a_sync_that_lost_its_lease_stops_without_writing_more(
         row = await session.get_one(Mailbox, mailbox.id)
     assert stored == 2  # the first page only: the second belongs to the new holder
     assert (row.lease_owner, row.sync_checkpoint) == ("worker-z", None)
+
+
+async def test_a_message_deleted_since_listing_is_recorded_once_and_not_retried(
+    factory: Factory, sessionmaker: SessionMaker
+) -> None:
+    mailbox = await factory.mailbox()
+    provider = FakeProvider(_messages(3))
+    provider.gone = {"id001"}
+    counts = await sync.sync_mailbox(sessionmaker, mailbox.id, _opener(provider), owner="t")
+    assert (counts.new_tickets, counts.errors) == (2, 1)
+    async with sessionmaker() as session:
+        [error] = (await session.scalars(select(SyncError))).all()
+        assert (error.provider_message_id, error.resolved_at is not None) == ("id001", True)
+    provider.fetched.clear()
+    del provider.messages["id001"]  # no longer listed either, as at the real provider
+    await sync.sync_mailbox(sessionmaker, mailbox.id, _opener(provider), owner="t")
+    assert "id001" not in provider.fetched  # not retried: it is gone
