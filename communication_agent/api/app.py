@@ -7,9 +7,10 @@ the database schema is not the one this code expects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -69,11 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings, (secret_key.get_secret_value(),)
             )
             log.info("started", database=settings.database_display, schema=status.head)
-            async with (
-                _background_sync(app, settings),
-                _background_reasoning(app, settings),
-                _background_sending(app, settings),
-            ):
+            async with contextlib.AsyncExitStack() as loops:
+                for loop in _background_loops(app, settings):
+                    await loops.enter_async_context(_in_background(loop))
                 yield
         finally:
             if hasattr(app.state, "reasoning_model"):
@@ -130,23 +129,17 @@ def create_app_for_server() -> FastAPI:
     return create_app(settings)
 
 
+Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
 @asynccontextmanager
-async def _background_sync(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """With COMMAGENT_SYNC_INTERVAL_SECONDS set, poll mailboxes in this process too."""
-    if settings.sync_interval_seconds is None:
+async def _in_background(loop: Loop | None) -> AsyncIterator[None]:
+    """Run `loop(stop)` while the app serves; on shutdown set `stop` and wait for it."""
+    if loop is None:
         yield
         return
     stop = asyncio.Event()
-    task = asyncio.create_task(
-        run_sync_loop(
-            app.state.sessionmaker,
-            app.state.provider_opener,
-            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
-            interval=settings.sync_interval_seconds,
-            stop=stop,
-            lease=settings.sync_lease,
-        )
-    )
+    task = asyncio.create_task(loop(stop))
     try:
         yield
     finally:
@@ -154,48 +147,52 @@ async def _background_sync(app: FastAPI, settings: Settings) -> AsyncIterator[No
         await task
 
 
-@asynccontextmanager
-async def _background_reasoning(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """Triage and draft queued customer mail in this process (COMMAGENT_REASONING_ENABLED)."""
-    if not settings.reasoning_enabled:
-        yield
-        return
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        reasoning_tasks.run_loop(
-            app.state.sessionmaker,
-            app.state.reasoning_model,
-            app.state.assistant_config,
-            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
-            interval=settings.reasoning_interval_seconds,
-            lease=timedelta(seconds=settings.reasoning_lease_seconds),
-            stop=stop,
-        )
-    )
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+def _owner() -> str:
+    return f"serve:{socket.gethostname()}:{os.getpid()}"
 
 
-@asynccontextmanager
-async def _background_sending(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    """Send approved replies from this process (every process may; leases keep it to one)."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        sending.run_loop(
-            app.state.sessionmaker,
-            app.state.provider_opener,
-            owner=f"serve:{socket.gethostname()}:{os.getpid()}",
+def _background_loops(app: FastAPI, settings: Settings) -> list[Loop | None]:
+    """Mailbox polling (when COMMAGENT_SYNC_INTERVAL_SECONDS is set), triage and drafting
+    (COMMAGENT_REASONING_ENABLED), and sending (always: leases keep each entry to one
+    process)."""
+    state = app.state
+    sync_loop: Loop | None = None
+    if settings.sync_interval_seconds is not None:
+        interval = settings.sync_interval_seconds
+
+        def sync_loop(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+            return run_sync_loop(
+                state.sessionmaker,
+                state.provider_opener,
+                owner=_owner(),
+                interval=interval,
+                stop=stop,
+                lease=settings.sync_lease,
+            )
+
+    reasoning_loop: Loop | None = None
+    if settings.reasoning_enabled:
+
+        def reasoning_loop(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+            return reasoning_tasks.run_loop(
+                state.sessionmaker,
+                state.reasoning_model,
+                state.assistant_config,
+                owner=_owner(),
+                interval=settings.reasoning_interval_seconds,
+                lease=timedelta(seconds=settings.reasoning_lease_seconds),
+                stop=stop,
+            )
+
+    def sending_loop(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+        return sending.run_loop(
+            state.sessionmaker,
+            state.provider_opener,
+            owner=_owner(),
             interval=settings.sender_interval_seconds,
             lease=timedelta(seconds=settings.sender_lease_seconds),
             state_after_send=TicketState(settings.state_after_send),
             stop=stop,
         )
-    )
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
+
+    return [sync_loop, reasoning_loop, sending_loop]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.reasoning import ReasoningModel
@@ -24,7 +24,7 @@ from communication_agent.core.logging import get_logger
 from communication_agent.models import Message, ReasoningTask, Ticket, TriageResult
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, TicketState
-from communication_agent.services import assistant
+from communication_agent.services import assistant, work_queue
 from communication_agent.services.assistant import AssistantConfig, ModelFailedError
 from communication_agent.services.errors import DomainError
 
@@ -53,27 +53,14 @@ class Claimed:
 async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Claimed | None:
     """Take the oldest due task, or None. Other pending tasks of its ticket are folded into it:
     the work always looks at the ticket's newest message, so they would repeat it."""
-    now = utcnow()
-    due = or_(
-        (ReasoningTask.status == PENDING) & (ReasoningTask.next_attempt_at <= now),
-        (ReasoningTask.status == RUNNING) & (ReasoningTask.lease_expires_at < now),
-    )
-    async with sessionmaker() as session:
-        # A plain read first: an idle queue must not take SQLite's write lock every round.
-        if await session.scalar(select(ReasoningTask.id).where(due).limit(1)) is None:
-            return None
-    async with sessionmaker() as session:
-        await begin_write(session)
-        query = select(ReasoningTask).where(due).order_by(ReasoningTask.id).limit(1)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        task = await session.scalar(query)
-        if task is None:
-            await session.commit()
-            return None
-        task.status, task.lease_owner = RUNNING, owner
-        task.lease_expires_at, task.updated_at = now + lease, now
-        task.attempts += 1
+
+    def due(now: datetime) -> ColumnElement[bool]:
+        return or_(
+            (ReasoningTask.status == PENDING) & (ReasoningTask.next_attempt_at <= now),
+            (ReasoningTask.status == RUNNING) & (ReasoningTask.lease_expires_at < now),
+        )
+
+    async def fold(session: AsyncSession, task: ReasoningTask) -> Claimed:
         await session.execute(
             update(ReasoningTask)
             .where(
@@ -81,12 +68,14 @@ async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Cla
                 ReasoningTask.status == PENDING,
                 ReasoningTask.id != task.id,
             )
-            .values(status=DONE, last_error=f"folded into task {task.id}", updated_at=now)
+            .values(status=DONE, last_error=f"folded into task {task.id}", updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
-        claimed = Claimed(task.id, task.ticket_id, task.attempts, owner, lease)
-        await session.commit()
-        return claimed
+        return Claimed(task.id, task.ticket_id, task.attempts, owner, lease)
+
+    return await work_queue.claim_oldest(
+        sessionmaker, ReasoningTask, due, running=RUNNING, owner=owner, lease=lease, claimed=fold
+    )
 
 
 async def process(

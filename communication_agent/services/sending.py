@@ -20,9 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import (
@@ -44,7 +44,7 @@ from communication_agent.models import (
 )
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, DraftStatus, TicketState
-from communication_agent.services import activity, compose, drafts
+from communication_agent.services import activity, compose, drafts, work_queue
 from communication_agent.services.actors import Actor
 from communication_agent.services.state_machine import allowed_targets
 from communication_agent.services.tickets import apply_transition
@@ -79,29 +79,18 @@ class Outgoing:
 
 
 async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Claimed | None:
-    now = utcnow()
-    due = or_(
-        (OutboxEntry.status == "pending") & (OutboxEntry.send_after <= now),
-        (OutboxEntry.status == "sending") & (OutboxEntry.lease_expires_at < now),
+    def due(now: datetime) -> ColumnElement[bool]:
+        return or_(
+            (OutboxEntry.status == "pending") & (OutboxEntry.send_after <= now),
+            (OutboxEntry.status == "sending") & (OutboxEntry.lease_expires_at < now),
+        )
+
+    async def claimed(_session: AsyncSession, entry: OutboxEntry) -> Claimed:
+        return Claimed(entry.id, entry.draft_id, entry.attempts, owner)
+
+    return await work_queue.claim_oldest(
+        sessionmaker, OutboxEntry, due, running="sending", owner=owner, lease=lease, claimed=claimed
     )
-    async with sessionmaker() as session:
-        if await session.scalar(select(OutboxEntry.id).where(due).limit(1)) is None:
-            return None
-    async with sessionmaker() as session:
-        await begin_write(session)
-        query = select(OutboxEntry).where(due).order_by(OutboxEntry.id).limit(1)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        entry = await session.scalar(query)
-        if entry is None:
-            await session.commit()
-            return None
-        entry.status, entry.lease_owner = "sending", owner
-        entry.lease_expires_at, entry.updated_at = now + lease, now
-        entry.attempts += 1
-        claimed = Claimed(entry.id, entry.draft_id, entry.attempts, owner)
-        await session.commit()
-        return claimed
 
 
 async def process(
