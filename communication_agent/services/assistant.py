@@ -256,6 +256,11 @@ async def triage_ticket(
         try:
             await session.commit()
         except StaleDataError as exc:
+            await session.rollback()
+            async with sessionmaker() as retry_session:  # the calls were made: keep their record
+                await begin_write(retry_session)
+                record_calls(retry_session, ticket_id, answer.calls)
+                await retry_session.commit()
             raise ConflictError(
                 f"ticket {ticket_id} changed while it was being triaged; triage it again",
                 ticket_id=ticket_id,

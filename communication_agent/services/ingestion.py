@@ -38,6 +38,7 @@ from communication_agent.models import (
 )
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, DraftStatus, TicketState
+from communication_agent.models.enums import MailProvider as MailProviderKind
 from communication_agent.services import activity
 from communication_agent.services.actors import Actor
 from communication_agent.services.mail_parsing import (
@@ -391,7 +392,12 @@ def _store(
         return Outcome.DUPLICATE
     if incoming.provider_message_id:
         index.provider_ids.add(incoming.provider_message_id)
-    outbound = incoming.sent_by_mailbox or parsed.from_address == mailbox.address.lower()
+    # Gmail labels what the mailbox sent (SENT); a From header naming our address is only
+    # trusted where the provider has no such label (imported archives), as anyone can forge it.
+    outbound = incoming.sent_by_mailbox or (
+        mailbox.provider != MailProviderKind.GMAIL.value
+        and parsed.from_address == mailbox.address.lower()
+    )
     if outbound and parsed.message_id in index.ours_in_flight:
         # Our own reply, synced back before the sender recorded it (it may be between the
         # provider's acceptance and its commit, or dead there): the sender records it, with

@@ -296,3 +296,20 @@ async def test_a_first_sync_keeps_our_reply_listed_pages_before_its_question(
         ticket = (await session.scalars(select(Ticket))).one()
         assert ticket.state == "WAITING_OTHERS"
     assert await _messages(sessionmaker) == 2  # the unrelated sent mail belongs to no ticket
+
+
+async def test_mail_forging_our_address_without_the_sent_label_is_not_taken_for_ours(
+    settings: Settings, sessionmaker: SessionMaker, gmail: GmailTestServer
+) -> None:
+    gmail.add_message(raw_email(message_id="<q2@x>", subject="Help"), thread_id="t-f")
+    mailbox_id = await _connect(sessionmaker, gmail)
+    await _sync(sessionmaker, settings, gmail, mailbox_id)
+    gmail.add_message(  # claims to be us, arrives in the inbox: a forgery, not our reply
+        raw_email(sender=ADDRESS, subject="Re: Help", in_reply_to="<q2@x>"), thread_id="t-f"
+    )
+    await _sync(sessionmaker, settings, gmail, mailbox_id)
+    async with sessionmaker() as session:
+        ticket = (await session.scalars(select(Ticket))).one()
+        directions = set(await session.scalars(select(Message.direction)))
+    assert directions == {"inbound"}
+    assert ticket.state == "NEW"  # not moved to WAITING_OTHERS as if we had answered
