@@ -38,6 +38,7 @@ from communication_agent.adapters.mail_provider import (
     FetchedMessage,
     MailboxProfile,
     MessageFetchError,
+    MessageGoneError,
     MessageRef,
     ProviderError,
     ProviderUnavailableError,
@@ -141,7 +142,7 @@ class GmailProvider:
                 "GET", f"/users/me/messages/{ref.provider_message_id}", params={"format": "raw"}
             )
         except _NotFoundError as exc:
-            raise MessageFetchError(f"message {ref.provider_message_id} no longer exists") from exc
+            raise MessageGoneError(f"message {ref.provider_message_id} no longer exists") from exc
         except ProviderUnavailableError as exc:
             raise MessageFetchError(f"message {ref.provider_message_id}: {exc}") from exc
         return _fetched(ref, body)
@@ -349,7 +350,7 @@ def _batch_outcome(ref: MessageRef, item: BatchItem) -> FetchedMessage | Message
         except MessageFetchError as exc:
             return exc
     if item.status == 404:
-        return MessageFetchError(f"message {ref.provider_message_id} no longer exists")
+        return MessageGoneError(f"message {ref.provider_message_id} no longer exists")
     if item.status == 401 or _retryable(item.status, _item_reason(item)):
         return None
     error = item.body.get("error")

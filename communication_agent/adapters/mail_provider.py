@@ -73,6 +73,10 @@ class MessageFetchError(ProviderError):
     """One message could not be fetched; the rest of the sync goes on."""
 
 
+class MessageGoneError(MessageFetchError):
+    """The message was deleted since it was listed: recorded, never retried."""
+
+
 class MailProvider(Protocol):
     async def profile(self) -> MailboxProfile: ...
 

@@ -31,6 +31,7 @@ from communication_agent.adapters.mail_provider import (
     FetchedMessage,
     MailProvider,
     MessageFetchError,
+    MessageGoneError,
     MessageRef,
     ProviderError,
     ProviderOpener,
@@ -54,10 +55,9 @@ from communication_agent.services.ingestion import (
 from communication_agent.services.mail_parsing import ParsedMessage
 
 DEFAULT_LEASE = timedelta(minutes=2)  # renewed with every page; a dead owner's lease runs out
-# Messages per `fetch_many` call (one Gmail batch request), and such calls in flight at once.
 log = get_logger(__name__)
-GONE = "no longer exists"  # what providers say of a message deleted since it was listed
 MAX_DEFERRED = 1000  # sent messages held back per run waiting for their ticket (see _store)
+# Messages per `fetch_many` call (one Gmail batch request), and such calls in flight at once.
 FETCH_CHUNK = 50
 FETCH_CONCURRENCY = 4
 RETRY_FAILED_PER_RUN = 100
@@ -87,6 +87,7 @@ class _Fetched:
     message: FetchedMessage | None
     error: str | None
     parsed: ParsedMessage | str | None = None
+    gone: bool = False
 
 
 async def sync_mailbox(
@@ -323,7 +324,7 @@ class _MailboxSync:
             async with semaphore:
                 fetched = await self.provider.fetch_many(chunk)
             return [
-                _Fetched(ref, None, str(item))
+                _Fetched(ref, None, str(item), gone=isinstance(item, MessageGoneError))
                 if isinstance(item, MessageFetchError)
                 else _Fetched(ref, item, None)
                 for ref, item in zip(chunk, fetched, strict=True)
@@ -389,7 +390,7 @@ class _MailboxSync:
                 failed.add(provider_id)
                 await _record_sync_error(session, mailbox.id, provider_id, item.error or "")
                 counts.errors += 1
-                if GONE in (item.error or ""):  # deleted at the provider: nothing to retry
+                if item.gone:  # deleted at the provider: nothing to retry
                     await _resolve_sync_errors(session, mailbox.id, [provider_id])
             else:
                 good.append(item)

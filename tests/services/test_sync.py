@@ -19,6 +19,7 @@ from communication_agent.adapters.mail_provider import (
     MailboxProfile,
     MailProvider,
     MessageFetchError,
+    MessageGoneError,
     MessageRef,
     ReauthorisationRequiredError,
     fetch_each,
@@ -69,7 +70,7 @@ class FakeProvider:
         if ref.provider_message_id in self.failing:
             raise MessageFetchError(f"503 for {ref.provider_message_id}")
         if ref.provider_message_id in self.gone:
-            raise MessageFetchError(f"message {ref.provider_message_id} no longer exists")
+            raise MessageGoneError(f"message {ref.provider_message_id} no longer exists")
         return FetchedMessage(
             ref=ref, raw=self.messages[ref.provider_message_id], received_at=utcnow()
         )
