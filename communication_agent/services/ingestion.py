@@ -186,7 +186,7 @@ async def _write(
 ) -> list[Outcome]:
     parsed = [m.parsed if m.parsed is not None else parse_or_reason(m.raw) for m in batch]
     index = await _BatchIndex.load(
-        session, mailbox.id, batch, [p for p in parsed if not isinstance(p, str)]
+        session, mailbox, batch, [p for p in parsed if not isinstance(p, str)]
     )
     outcomes = []
     log = activity.EntryBatch()
@@ -237,10 +237,11 @@ class _BatchIndex:
     async def load(
         cls,
         session: AsyncSession,
-        mailbox_id: int,
+        mailbox: Mailbox,
         batch: Sequence[IncomingMessage],
         parsed: Sequence[ParsedMessage],
     ) -> _BatchIndex:
+        mailbox_id = mailbox.id
         own_ids = {p.message_id for p in parsed if p.message_id}
         referenced = {i for p in parsed for i in (p.in_reply_to, *p.references) if i}
         threads = {m.provider_thread_id for m in batch if m.provider_thread_id}
@@ -304,11 +305,8 @@ class _BatchIndex:
             if own_ids
             else set()
         )
-        mailbox_address = await session.scalar(
-            select(Mailbox.address).where(Mailbox.id == mailbox_id)
-        )
         return cls(
-            mailbox_address=(mailbox_address or "").lower(),
+            mailbox_address=mailbox.address.lower(),
             ours_in_flight={i for i in in_flight if i},
             message_ids={k: tickets.get(v) for k, v in by_id.items() if k},
             threads={k: tickets[v] for k, v in by_thread.items() if k and v in tickets},
