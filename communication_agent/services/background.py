@@ -4,12 +4,16 @@ The same `sync_mailbox` the API and CLI call; the mailbox lease makes concurrent
 (one syncs, the others skip it this round). A mailbox whose syncs keep failing is retried with
 exponential backoff (capped), and is back to the normal interval after its next success.
 Mailboxes that must be reconnected are skipped until someone reconnects them.
+
+`run_rounds` is the loop every background job shares (sync here, triage and drafting in
+`reasoning_tasks`, sending in `sending`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -86,6 +90,29 @@ async def sync_due_mailboxes(
     return synced
 
 
+async def run_rounds(
+    name: str,
+    one_round: Callable[[], Awaitable[object]],
+    *,
+    owner: str,
+    interval: float,
+    stop: asyncio.Event,
+    **started: object,
+) -> None:
+    """Rounds of `one_round` until `stop` is set, `interval` seconds apart: the shape of every
+    background loop (sync, triage and drafting, sending). A round that fails unexpectedly is
+    logged, not fatal: a database outage must not end the loop for good."""
+    log.info(f"{name}_loop_started", owner=owner, **started)
+    while not stop.is_set():
+        try:
+            await one_round()
+        except Exception:
+            log.exception(f"{name}_round_failed", owner=owner)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+    log.info(f"{name}_loop_stopped", owner=owner)
+
+
 async def run_sync_loop(
     sessionmaker: async_sessionmaker[AsyncSession],
     opener: ProviderOpener,
@@ -95,16 +122,13 @@ async def run_sync_loop(
     stop: asyncio.Event,
     lease: timedelta = sync.DEFAULT_LEASE,
 ) -> None:
-    """Sync rounds until `stop` is set. A round that fails unexpectedly is logged, not fatal:
-    the next round starts after the interval as usual."""
-    log.info("sync_loop_started", owner=owner, interval_seconds=interval)
-    while not stop.is_set():
-        try:
-            await sync_due_mailboxes(
-                sessionmaker, opener, owner=owner, interval=interval, lease=lease
-            )
-        except Exception:  # a database outage must not end the loop for good
-            log.exception("sync_round_failed", owner=owner)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-    log.info("sync_loop_stopped", owner=owner)
+    """Sync rounds until `stop` is set (see `run_rounds`)."""
+
+    async def one_round() -> int:
+        return await sync_due_mailboxes(
+            sessionmaker, opener, owner=owner, interval=interval, lease=lease
+        )
+
+    await run_rounds(
+        "sync", one_round, owner=owner, interval=interval, stop=stop, interval_seconds=interval
+    )

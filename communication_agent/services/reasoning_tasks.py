@@ -11,7 +11,6 @@ with growing delays, and marked `failed` with its reason after `MAX_ATTEMPTS`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +25,7 @@ from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, TicketState
 from communication_agent.services import assistant, work_queue
 from communication_agent.services.assistant import AssistantConfig, ModelFailedError
+from communication_agent.services.background import run_rounds
 from communication_agent.services.errors import DomainError
 
 log = get_logger(__name__)
@@ -198,13 +198,11 @@ async def run_loop(
     lease: timedelta,
     stop: asyncio.Event,
 ) -> None:
-    """Rounds of `run_due` until `stop` is set; an unexpected failure is logged, not fatal."""
-    log.info("reasoning_loop_started", owner=owner, provider=model.provider)
-    while not stop.is_set():
-        try:
-            await run_due(sessionmaker, model, config, owner=owner, lease=lease, stop=stop)
-        except Exception:  # a database outage must not end the loop for good
-            log.exception("reasoning_round_failed", owner=owner)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-    log.info("reasoning_loop_stopped", owner=owner)
+    """Rounds of `run_due` until `stop` is set (see `background.run_rounds`)."""
+
+    async def one_round() -> int:
+        return await run_due(sessionmaker, model, config, owner=owner, lease=lease, stop=stop)
+
+    await run_rounds(
+        "reasoning", one_round, owner=owner, interval=interval, stop=stop, provider=model.provider
+    )

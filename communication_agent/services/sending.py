@@ -18,7 +18,6 @@ recipient, revoked access) mark the draft `failed` with the reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,6 +45,7 @@ from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, DraftStatus, TicketState
 from communication_agent.services import activity, compose, drafts, work_queue
 from communication_agent.services.actors import Actor
+from communication_agent.services.background import run_rounds
 from communication_agent.services.state_machine import allowed_targets
 from communication_agent.services.tickets import apply_transition
 
@@ -393,19 +393,16 @@ async def run_loop(
     state_after_send: TicketState,
     stop: asyncio.Event,
 ) -> None:
-    log.info("sender_loop_started", owner=owner)
-    while not stop.is_set():
-        try:
-            await run_due(
-                sessionmaker,
-                opener,
-                owner=owner,
-                lease=lease,
-                state_after_send=state_after_send,
-                stop=stop,
-            )
-        except Exception:  # a database outage must not end the loop for good
-            log.exception("sender_round_failed", owner=owner)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-    log.info("sender_loop_stopped", owner=owner)
+    """Rounds of `run_due` until `stop` is set (see `background.run_rounds`)."""
+
+    async def one_round() -> int:
+        return await run_due(
+            sessionmaker,
+            opener,
+            owner=owner,
+            lease=lease,
+            state_after_send=state_after_send,
+            stop=stop,
+        )
+
+    await run_rounds("sender", one_round, owner=owner, interval=interval, stop=stop)
