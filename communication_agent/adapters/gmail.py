@@ -136,17 +136,6 @@ class GmailProvider:
             refs=refs, next_page_token=body.get("nextPageToken"), checkpoint=str(body["historyId"])
         )
 
-    async def fetch(self, ref: MessageRef) -> FetchedMessage:
-        try:
-            body = await self._call(
-                "GET", f"/users/me/messages/{ref.provider_message_id}", params={"format": "raw"}
-            )
-        except _NotFoundError as exc:
-            raise MessageGoneError(f"message {ref.provider_message_id} no longer exists") from exc
-        except ProviderUnavailableError as exc:
-            raise MessageFetchError(f"message {ref.provider_message_id}: {exc}") from exc
-        return _fetched(ref, body)
-
     async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
         """Fetch in batches of `ADVISED_CALLS`; one result per ref, in order."""
         results: list[FetchedMessage | MessageFetchError] = []

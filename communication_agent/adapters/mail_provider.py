@@ -1,10 +1,10 @@
 """The mail-provider port: what sync and sending need from a mailbox, and nothing more.
 
 A provider lists changes since a checkpoint (an opaque string it defines: Gmail's historyId, or
-nothing for a folder that is rescanned), fetches messages' raw bytes (one, or many at once),
-sends raw bytes, and describes its mailbox. Errors are reported as the exceptions below so that
-services can react to their meaning (re-authorise, resync, retry later) without knowing the
-provider.
+nothing for a folder that is rescanned), fetches messages' raw bytes (as many at once as its
+API allows), sends raw bytes, finds what it sent, and describes its mailbox. Errors are
+reported as the exceptions below so that services can react to their meaning (re-authorise,
+resync, retry later) without knowing the provider.
 """
 
 from __future__ import annotations
@@ -81,8 +81,6 @@ class MailProvider(Protocol):
     async def profile(self) -> MailboxProfile: ...
 
     async def list_changes(self, checkpoint: str | None, page_token: str | None) -> ChangePage: ...
-
-    async def fetch(self, ref: MessageRef) -> FetchedMessage: ...
 
     async def fetch_many(self, refs: list[MessageRef]) -> list[FetchedMessage | MessageFetchError]:
         """One result per ref, in order: the message, or why it could not be fetched (the sync
