@@ -218,6 +218,15 @@ class GmailTestServer:
         """Every history id issued so far stops being valid (history.list answers 404)."""
         self.state.oldest_history_id = self.state.history_id + 1
 
+    def client_settings(self) -> dict[str, str]:
+        """The settings (COMMAGENT_ names, lower case) that point the app at this server."""
+        return {
+            "gmail_api_url": self.api_url,
+            "google_token_url": self.token_url,
+            "google_client_id": self.state.client_id,
+            "google_client_secret": self.state.client_secret,
+        }
+
     def inject(self, fault: Fault) -> None:
         self.state.faults.append(fault)
 

@@ -63,10 +63,7 @@ async def test_three_workers_share_one_mailbox_without_overlap_or_duplicates(
             database_url=settings.database.render_as_string(hide_password=False),
             secret_key=TEST_SECRET_KEY,
             data_dir=str(tmp_path),
-            gmail_api_url=gmail.api_url,
-            google_token_url=gmail.token_url,
-            google_client_id=gmail.state.client_id,
-            google_client_secret=gmail.state.client_secret,
+            **gmail.client_settings(),
         )
         workers = [
             subprocess.Popen(

@@ -86,10 +86,7 @@ async def test_killed_syncs_restart_to_the_same_result(
             data_dir=str(tmp_path),
             sync_lease_seconds="1",
             gmail_page_size="6",
-            gmail_api_url=gmail.api_url,
-            google_token_url=gmail.token_url,
-            google_client_id=gmail.state.client_id,
-            google_client_secret=gmail.state.client_secret,
+            **gmail.client_settings(),
         )
         killed = 0
         for _ in range(TRIALS):

@@ -40,24 +40,47 @@ async def _wait_for(sessionmaker: SessionMaker, expected: int, seconds: float) -
     return count
 
 
+async def _mailbox_and_approver(
+    sessionmaker: SessionMaker, factory: Factory, gmail: GmailTestServer
+) -> tuple[Mailbox, Actor]:
+    """A Gmail mailbox connected to the test server, and an operator who approves."""
+    async with sessionmaker() as session:
+        connected = await mailboxes.connect_gmail(
+            session,
+            Actor.system("tests"),
+            address=gmail.state.address,
+            refresh_token=gmail.issue_refresh_token(),
+            secret_key=TEST_SECRET_KEY,
+        )
+        mailbox = await session.get_one(Mailbox, connected.id)
+    approver = await factory.principal(Role.OPERATOR)
+    actor = Actor(
+        type=ActorType.USER, name="approver", user_id=approver.user.id, role=Role.OPERATOR
+    )
+    return mailbox, actor
+
+
+def _sender_environment(
+    settings: Settings, gmail: GmailTestServer, data_dir: Path
+) -> dict[str, str]:
+    """`commagent worker` as a fast sender against the test server (no triage)."""
+    return cli_environment(
+        database_url=settings.database.render_as_string(hide_password=False),
+        secret_key=TEST_SECRET_KEY,
+        data_dir=str(data_dir),
+        **gmail.client_settings(),
+        sender_interval_seconds="0.2",
+        sender_lease_seconds="5",
+        reasoning_enabled="false",
+    )
+
+
 @pytest.mark.postgres_only
 async def test_three_senders_send_each_approved_reply_exactly_once(
     settings: Settings, sessionmaker: SessionMaker, factory: Factory, tmp_path: Path
 ) -> None:
     with GmailTestServer() as gmail:
-        async with sessionmaker() as session:
-            connected = await mailboxes.connect_gmail(
-                session,
-                Actor.system("tests"),
-                address=gmail.state.address,
-                refresh_token=gmail.issue_refresh_token(),
-                secret_key=TEST_SECRET_KEY,
-            )
-            mailbox = await session.get_one(Mailbox, connected.id)
-        approver = await factory.principal(Role.OPERATOR)
-        actor = Actor(
-            type=ActorType.USER, name="approver", user_id=approver.user.id, role=Role.OPERATOR
-        )
+        mailbox, actor = await _mailbox_and_approver(sessionmaker, factory, gmail)
         for i in range(REPLIES):
             ticket = await factory.ticket(mailbox=mailbox, subject=f"Question {i}")
             async with sessionmaker() as session:
@@ -76,18 +99,7 @@ async def test_three_senders_send_each_approved_reply_exactly_once(
         # Every send is slow after Gmail accepted it: a killed sender leaves accepted,
         # unrecorded replies behind, which its successors must find instead of resending.
         gmail.inject(Fault("messages.send.accepted", delay=0.02, times=100_000))
-        env = cli_environment(
-            database_url=settings.database.render_as_string(hide_password=False),
-            secret_key=TEST_SECRET_KEY,
-            data_dir=str(tmp_path),
-            gmail_api_url=gmail.api_url,
-            google_token_url=gmail.token_url,
-            google_client_id=gmail.state.client_id,
-            google_client_secret=gmail.state.client_secret,
-            sender_interval_seconds="0.2",
-            sender_lease_seconds="5",
-            reasoning_enabled="false",
-        )
+        env = _sender_environment(settings, gmail, tmp_path)
         senders = [
             subprocess.Popen(
                 [COMMAGENT, "worker", "--interval", "3600"],
@@ -124,19 +136,7 @@ async def test_a_sender_killed_after_gmail_accepted_the_reply_does_not_send_it_t
     """SIGKILL between Gmail accepting the message and our commit; a restarted sender finds
     the reply by its Message-ID and records it: exactly one message in the mailbox."""
     with GmailTestServer() as gmail:
-        async with sessionmaker() as session:
-            connected = await mailboxes.connect_gmail(
-                session,
-                Actor.system("tests"),
-                address=gmail.state.address,
-                refresh_token=gmail.issue_refresh_token(),
-                secret_key=TEST_SECRET_KEY,
-            )
-            mailbox = await session.get_one(Mailbox, connected.id)
-        approver = await factory.principal(Role.OPERATOR)
-        actor = Actor(
-            type=ActorType.USER, name="approver", user_id=approver.user.id, role=Role.OPERATOR
-        )
+        mailbox, actor = await _mailbox_and_approver(sessionmaker, factory, gmail)
         ticket = await factory.ticket(mailbox=mailbox)
         async with sessionmaker() as session:
             await session.execute(update(Ticket).values(state=TicketState.NEEDS_ACTION.value))
@@ -148,18 +148,7 @@ async def test_a_sender_killed_after_gmail_accepted_the_reply_does_not_send_it_t
                 session, actor, draft.id, expected_version=1, rules=drafts.ApprovalRules()
             )
         gmail.inject(Fault("messages.send.accepted", delay=60))  # accepted, answer withheld
-        env = cli_environment(
-            database_url=settings.database.render_as_string(hide_password=False),
-            secret_key=TEST_SECRET_KEY,
-            data_dir=str(tmp_path),
-            gmail_api_url=gmail.api_url,
-            google_token_url=gmail.token_url,
-            google_client_id=gmail.state.client_id,
-            google_client_secret=gmail.state.client_secret,
-            sender_interval_seconds="0.2",
-            sender_lease_seconds="5",
-            reasoning_enabled="false",
-        )
+        env = _sender_environment(settings, gmail, tmp_path)
 
         def start() -> subprocess.Popen[str]:
             return subprocess.Popen(
