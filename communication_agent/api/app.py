@@ -18,13 +18,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from communication_agent import __version__
 from communication_agent.adapters.factory import provider_opener
 from communication_agent.adapters.reasoning_factory import reasoning_model
+from communication_agent.api.console import UI_DIR
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
 from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
+from communication_agent.api.pages import auth as auth_pages
+from communication_agent.api.pages import board as board_pages
+from communication_agent.api.pages import mailboxes as mailbox_pages
+from communication_agent.api.pages import tickets as ticket_pages
 from communication_agent.api.routes import (
     activity,
     assistant,
@@ -95,6 +101,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_api_router())
     app.include_router(oauth.router)
     app.include_router(_docs_router(app))
+    for pages in (auth_pages, board_pages, ticket_pages, mailbox_pages):
+        app.include_router(pages.router)
+    # Our own script, styles and vendored htmx: public (the sign-in page needs them), and
+    # nothing in them is about anyone's mail.
+    app.mount("/static", StaticFiles(directory=UI_DIR / "static"), name="static")
     return app
 
 

@@ -13,10 +13,28 @@ from communication_agent.adapters.mail_provider import ProviderOpener
 from communication_agent.adapters.reasoning import ReasoningModel
 from communication_agent.models.enums import Role
 from communication_agent.models.schemas.common import MAX_DB_INT
+from communication_agent.services import web_sessions
 from communication_agent.services.actors import Actor
 from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.auth import authenticate_token
 from communication_agent.services.errors import AuthenticationError, PermissionDeniedError
+
+SESSION_COOKIE = "ca_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CsrfError(PermissionDeniedError):
+    code = "csrf_failed"
+
+
+def csrf_refused() -> CsrfError:
+    return CsrfError(
+        "This request did not carry the console's CSRF token, so it was refused: reload the "
+        "page and try again (API clients: send the token in the X-CSRF-Token header, or use a "
+        "bearer token)."
+    )
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -64,15 +82,27 @@ AssistantConfigDep = Annotated[AssistantConfig, Depends(get_assistant_config)]
 
 
 async def get_current_actor(
+    request: Request,
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
-    if credentials is None:
-        raise AuthenticationError(
-            "Authentication required: send `Authorization: Bearer <token>` "
-            "(create a token with `commagent tokens create EMAIL`)."
-        )
-    return await authenticate_token(session, credentials.credentials)
+    """A bearer token, or the console's session cookie (so the console can call the API, and
+    `/docs` works in a signed-in browser). A cookie is sent by the browser on its own, so a
+    state-changing call made with one must also carry the session's CSRF token."""
+    if credentials is not None:
+        return await authenticate_token(session, credentials.credentials)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        resolved = await web_sessions.resolve(session, cookie)
+        if request.method not in SAFE_METHODS and not web_sessions.csrf_matches(
+            resolved.csrf_token, request.headers.get(CSRF_HEADER)
+        ):
+            raise csrf_refused()
+        return resolved.actor
+    raise AuthenticationError(
+        "Authentication required: send `Authorization: Bearer <token>` "
+        "(create a token with `commagent tokens create EMAIL`)."
+    )
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]

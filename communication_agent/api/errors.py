@@ -11,10 +11,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from communication_agent.adapters.mail_provider import ProviderError
+from communication_agent.api.console import error_page, is_console_request, login_redirect
 from communication_agent.core.logging import get_logger
 from communication_agent.services.assistant import ModelFailedError
 from communication_agent.services.errors import (
@@ -24,6 +25,7 @@ from communication_agent.services.errors import (
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
+    TooManyAttemptsError,
 )
 from communication_agent.services.sync import SyncFailedError
 
@@ -35,6 +37,7 @@ STATUS_BY_ERROR: list[tuple[type[DomainError], int]] = [
     (ConflictError, 409),
     (AuthenticationError, 401),
     (PermissionDeniedError, 403),
+    (TooManyAttemptsError, 429),
     (SyncFailedError, 502),
     (ModelFailedError, 502),
 ]
@@ -68,9 +71,17 @@ def _describe_validation_error(error: dict[str, Any]) -> str:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> Response:
         status = _status_for(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if is_console_request(request):
+            if status == 401:
+                return login_redirect(request)
+            return error_page(request, status, exc.message)
+        headers: dict[str, str] | None = None
+        if status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        elif isinstance(exc, TooManyAttemptsError):
+            headers = {"Retry-After": str(exc.retry_after)}
         return error_response(status, exc.code, exc.message, exc.details, headers=headers)
 
     @app.exception_handler(ProviderError)
@@ -79,18 +90,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(503, "provider_unavailable", str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         raw = exc.errors()
         errors = [
             {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in raw
         ]
         message = "; ".join(_describe_validation_error(e) for e in raw)
+        if is_console_request(request):
+            return error_page(request, 422, f"That request was not valid: {message}.")
         return error_response(
             422, "validation_error", f"Invalid request: {message}.", {"errors": errors}
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_console_request(request) and exc.status_code in {404, 405}:
+            message = "There is no such page." if exc.status_code == 404 else str(exc.detail)
+            return error_page(request, exc.status_code, message)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 

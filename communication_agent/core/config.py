@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     )
     sender_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
     sender_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    session_hours: float = Field(
+        default=12, gt=0, le=24 * 30, description="A console sign-in lasts this long."
+    )
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Mark console cookies Secure. Unset: when the request came over HTTPS "
+        "(behind a proxy, run serve with --proxy-headers so it knows).",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, le=100, description="Failed sign-ins per email before a pause."
+    )
+    login_failure_window_seconds: int = Field(default=900, ge=10, le=86400)
 
     @field_validator("triage_categories")
     @classmethod

@@ -18,6 +18,7 @@ from communication_agent.models.reasoning import ModelCall, ReasoningTask
 from communication_agent.models.sending import OutboxEntry
 from communication_agent.models.tickets import Draft, DraftVersion, Note, Ticket, TriageResult
 from communication_agent.models.users import ApiToken, User
+from communication_agent.models.web_sessions import LoginFailure, WebSession
 
 __all__ = [
     "ActivityEntry",
@@ -27,6 +28,7 @@ __all__ = [
     "Contact",
     "Draft",
     "DraftVersion",
+    "LoginFailure",
     "Mailbox",
     "Message",
     "MessageSource",
@@ -39,4 +41,5 @@ __all__ = [
     "Ticket",
     "TriageResult",
     "User",
+    "WebSession",
 ]

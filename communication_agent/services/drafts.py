@@ -345,3 +345,23 @@ async def retry(
     )
     await session.commit()
     return draft
+
+
+async def save_and_approve(
+    session: AsyncSession,
+    actor: Actor,
+    draft_id: int,
+    *,
+    body: str,
+    expected_version: int,
+    rules: ApprovalRules,
+) -> Draft:
+    """Approve what the operator sees in the editor: the text is saved first when it differs
+    from the stored one (a new version, by this operator), then that version is approved.
+    Under the four-eyes rule that approval is refused, and the saved text stays for a colleague.
+    """
+    draft = await load(session, draft_id)
+    if draft.version == expected_version and body != draft.body:
+        draft = await edit(session, actor, draft_id, body=body, expected_version=expected_version)
+        expected_version = draft.version
+    return await approve(session, actor, draft_id, expected_version=expected_version, rules=rules)

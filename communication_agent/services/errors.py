@@ -44,3 +44,13 @@ class AuthenticationError(DomainError):
 
 class PermissionDeniedError(DomainError):
     code = "forbidden"
+
+
+class TooManyAttemptsError(DomainError):
+    """A limit on repeated attempts (failed sign-ins); `retry_after` says when to try again."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after

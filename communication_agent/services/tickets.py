@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,18 +132,12 @@ def _text_filter(text: str) -> ColumnElement[bool]:
     )
 
 
-async def list_tickets(
-    session: AsyncSession,
-    filters: TicketFilters,
-    *,
-    sort: str = DEFAULT_SORT,
-    cursor: str | None = None,
-    limit: int = 50,
-) -> Page[Ticket]:
-    if sort not in SORTS:
-        raise InvalidInputError(f"Unknown sort {sort!r}; use one of: {', '.join(SORTS)}.")
-    column, descending = SORTS[sort]
-    query = _with_people(select(Ticket).join(Contact, Contact.id == Ticket.contact_id))
+Ts = TypeVarTuple("Ts")
+
+
+def apply_filters(query: Select[*Ts], filters: TicketFilters) -> Select[*Ts]:
+    """Narrow a query over `Ticket` (joined to `Contact`) by the filters; shared by the ticket
+    list and the board's per-state counts, so a count always matches what its column lists."""
     if filters.states:
         query = query.where(Ticket.state.in_([s.value for s in filters.states]))
     if filters.priorities:
@@ -158,6 +152,23 @@ async def list_tickets(
         query = query.where(Ticket.category == filters.category)
     if filters.text and filters.text.strip():
         query = query.where(_text_filter(filters.text.strip()))
+    return query
+
+
+async def list_tickets(
+    session: AsyncSession,
+    filters: TicketFilters,
+    *,
+    sort: str = DEFAULT_SORT,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> Page[Ticket]:
+    if sort not in SORTS:
+        raise InvalidInputError(f"Unknown sort {sort!r}; use one of: {', '.join(SORTS)}.")
+    column, descending = SORTS[sort]
+    query = apply_filters(
+        _with_people(select(Ticket).join(Contact, Contact.id == Ticket.contact_id)), filters
+    )
     if cursor is not None:
         value, last_id = decode_keyset_cursor(cursor, sort)
         query = query.where(after_keyset(column, Ticket.id, value, last_id, descending=descending))
@@ -321,3 +332,17 @@ async def ticket_activity(
 ) -> Page[ActivityEntry]:
     await _load_ticket(session, ticket_id)
     return await activity.list_activity(session, ticket_id=ticket_id, cursor=cursor, limit=limit)
+
+
+async def ticket_message(session: AsyncSession, ticket_id: int, message_id: int) -> Message:
+    """One message of a ticket; a message of another ticket is "not found" here too."""
+    message = await session.scalar(
+        select(Message).where(Message.id == message_id, Message.ticket_id == ticket_id)
+    )
+    if message is None:
+        raise NotFoundError(
+            f"Ticket {ticket_id} has no message {message_id}.",
+            ticket_id=ticket_id,
+            message_id=message_id,
+        )
+    return message

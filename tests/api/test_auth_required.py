@@ -1,4 +1,5 @@
-"""Every route but /healthz refuses anonymous calls; viewers cannot mutate anything."""
+"""Every route but /healthz and the sign-in form refuses anonymous calls (the API with 401, the
+console by sending the browser to sign in); viewers cannot mutate anything."""
 
 import re
 from collections.abc import Iterable, Iterator
@@ -9,10 +10,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
+from communication_agent.api.console import is_console_path
 from communication_agent.models.enums import Role
 from tests.factories import Factory
 
-PUBLIC = {("GET", "/healthz")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -59,7 +61,7 @@ async def test_every_openapi_operation_refuses_anonymous_calls(
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.json()["error"]["code"] == "not_authenticated"
         checked += 1
-    assert checked == len(operations) - len(PUBLIC)
+    assert checked == len(operations) - len(PUBLIC & set(operations))
 
 
 async def test_every_route_including_docs_refuses_anonymous_and_bad_tokens(
@@ -78,7 +80,12 @@ async def test_every_route_including_docs_refuses_anonymous_and_bad_tokens(
             {"Authorization": "Basic eDp5"},
         ):
             response = await client.request(method, _concrete(path), json={}, headers=headers)
-            assert response.status_code == 401, (method, path, headers, response.text)
+            if is_console_path(response.request.url.path):
+                # A bearer token is no way into the console: only its session cookie is.
+                assert response.status_code == 303, (method, path, headers, response.text)
+                assert response.headers["location"].startswith("/login?next="), (method, path)
+            else:
+                assert response.status_code == 401, (method, path, headers, response.text)
 
 
 async def test_healthz_is_public(client: httpx.AsyncClient) -> None:
