@@ -38,3 +38,11 @@ async def page_csrf(client: httpx.AsyncClient, path: str = "/board") -> str:
     page = await client.get(path)
     assert page.status_code == 200, page.text
     return csrf_from(page.text)
+
+
+def draft_version(html: str) -> int:
+    """The draft version the editor form carries (what an approval is based on)."""
+    form = html[html.index('id="draft-form"') :]
+    found = re.search(r'name="version" value="(\d+)"', form)
+    assert found, "no draft version in the editor form"
+    return int(found.group(1))
