@@ -72,7 +72,12 @@ def is_console_path(path: str) -> bool:
 
 
 def is_console_request(request: Request) -> bool:
-    return is_console_path(request.url.path)
+    """A console page, or the Gmail connection flow as a browser walks it (its errors are
+    then pages too, with a way back, rather than JSON)."""
+    path = request.url.path
+    if path.startswith("/oauth/"):
+        return "text/html" in request.headers.get("accept", "")
+    return is_console_path(path)
 
 
 def is_htmx(request: Request) -> bool:

@@ -12,6 +12,7 @@ from communication_agent.core.config import Settings
 from communication_agent.models.enums import Role
 from tests.adapters.test_gmail_sync import gmail_settings
 from tests.conftest import running_app
+from tests.console.browser import sign_in
 from tests.factories import Factory
 from tests.gmail_server import GmailTestServer
 
@@ -135,3 +136,26 @@ async def test_only_admins_connect_and_missing_configuration_is_explained(
     unconfigured = await client.get("/oauth/gmail/start", headers=admin.headers)
     assert unconfigured.status_code == 503
     assert "COMMAGENT_GOOGLE_CLIENT_ID" in unconfigured.json()["error"]["message"]
+
+
+async def test_the_console_connect_button_walks_the_flow_and_lands_on_the_mailboxes_page(
+    gmail_client: httpx.AsyncClient, gmail: GmailTestServer, factory: Factory
+) -> None:
+    """In a signed-in browser: the session cookie authenticates, errors and success are pages."""
+    admin = await factory.principal(Role.ADMIN)
+    await sign_in(gmail_client, admin.user.email)
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    page = await gmail_client.get("/mailboxes")
+    assert 'href="/oauth/gmail/start"' in page.text
+    start = await gmail_client.get("/oauth/gmail/start", headers=html)
+    assert start.status_code == 303
+    back = urlsplit(await _consent(gmail, start.headers["location"]))
+    replayed_without_state = await gmail_client.get(f"{back.path}?code=x", headers=html)
+    assert replayed_without_state.status_code in {400, 422}
+    assert "<html" in replayed_without_state.text
+    connected = await gmail_client.get(f"{back.path}?{back.query}", headers=html)
+    assert connected.status_code == 303
+    assert connected.headers["location"] == "/mailboxes?done=connected"
+    landed = await gmail_client.get(connected.headers["location"])
+    assert "Gmail is connected" in landed.text
+    assert gmail.state.address in landed.text

@@ -50,7 +50,9 @@ async def callback(
     oauth_cookie: Annotated[
         str | None, Cookie(alias=gmail_connect.COOKIE_NAME, max_length=4000)
     ] = None,
-) -> MailboxRead:
+) -> MailboxRead | RedirectResponse:
+    """A browser (the console's Connect button) is sent back to the mailboxes page; an API
+    client gets the mailbox as JSON."""
     mailbox = await gmail_connect.complete_connection(
         session,
         actor,
@@ -62,5 +64,7 @@ async def callback(
         error=error,
         redirect_uri=str(request.url_for("gmail_oauth_callback")),
     )
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/mailboxes?done=connected", status_code=303)  # a browser
     [health] = await mailboxes.list_mailboxes(session, mailbox.id)
     return mailbox_read(health)
