@@ -30,6 +30,7 @@ from communication_agent.api.middleware import RejectNulInQueryMiddleware, Reque
 from communication_agent.api.pages import auth as auth_pages
 from communication_agent.api.pages import board as board_pages
 from communication_agent.api.pages import mailboxes as mailbox_pages
+from communication_agent.api.pages import reports as report_pages
 from communication_agent.api.pages import tickets as ticket_pages
 from communication_agent.api.routes import (
     activity,
@@ -40,6 +41,7 @@ from communication_agent.api.routes import (
     me,
     messages,
     oauth,
+    reports,
     tickets,
 )
 from communication_agent.core.config import Settings, load_secret_key
@@ -101,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(_api_router())
     app.include_router(oauth.router)
     app.include_router(_docs_router(app))
-    for pages in (auth_pages, board_pages, ticket_pages, mailbox_pages):
+    for pages in (auth_pages, board_pages, ticket_pages, mailbox_pages, report_pages):
         app.include_router(pages.router)
     # Our own script, styles and vendored htmx: public (the sign-in page needs them), and
     # nothing in them is about anyone's mail.
@@ -113,7 +115,7 @@ def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
     router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, assistant, drafts, messages, activity, mailboxes):
+    for module in (me, tickets, assistant, drafts, messages, activity, mailboxes, reports):
         router.include_router(module.router)
     return router
 

@@ -36,6 +36,7 @@ def csrf_refused() -> CsrfError:
         "bearer token)."
     )
 
+
 _bearer = HTTPBearer(
     auto_error=False,
     description="An API token from `commagent tokens create EMAIL`.",

@@ -199,3 +199,27 @@ async def test_viewers_see_no_move_controls_and_cannot_move(
     assert "needs the operator role" in refused.text
     stored = await session.get_one(Ticket, ticket.id, populate_existing=True)
     assert stored.state == "NEW"
+
+
+async def test_reports_page_draws_the_summary_and_links_its_csv(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    viewer = await factory.principal(Role.VIEWER)
+    await factory.ticket(category="billing")
+    await factory.ticket(category="shipping", state=TicketState.DONE)
+    await sign_in(client, viewer.user.email)
+    today = utcnow().date()
+    page = await client.get(f"/reports?start={today - timedelta(days=6)}&end={today}")
+    assert page.status_code == 200
+    html = page.text
+    assert html.count("<svg viewBox") >= 3  # volume by state, by category, backlog
+    assert f"{today.strftime('%d %b')}: billing 1" in html  # a bar's exact figure, on hover
+    assert f"{today.strftime('%d %b')}: DONE 1" in html
+    csv_link = re.search(r'href="(/api/v1/reports/summary\.csv\?[^"]+)"', html)
+    assert csv_link
+    csv = await client.get(csv_link.group(1).replace("&amp;", "&"))
+    assert csv.status_code == 200
+    assert csv.text.startswith("section,key,subkey,value")
+    backwards = await client.get(f"/reports?start={today}&end={today - timedelta(days=3)}")
+    assert backwards.status_code == 422
+    assert "<html" in backwards.text
