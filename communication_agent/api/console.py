@@ -167,7 +167,9 @@ def error_page(request: Request, status_code: int, message: str) -> HTMLResponse
             "_flash.html",
             None,
             status_code=status_code,
-            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"},
+            # Only the flash area changes, and the address stays that of the page (a boosted
+            # form would otherwise push its action URL, which a reload would then GET).
+            headers={"HX-Retarget": "#flash", "HX-Reswap": "innerHTML", "HX-Push-Url": "false"},
             level="error",
             message=message,
         )

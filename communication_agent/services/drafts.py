@@ -104,8 +104,9 @@ async def versions(session: AsyncSession, draft_id: int) -> list[DraftVersion]:
 def _check(draft: Draft, expected_version: int, allowed: set[DraftStatus], doing: str) -> None:
     if draft.version != expected_version:
         raise StaleDraftError(
-            f"draft {draft.id} has changed (version {draft.version}, you sent "
-            f"{expected_version}); reload it and {doing} again",
+            f"Draft {draft.id} was changed by someone else (it is now at version "
+            f"{draft.version}, you sent {expected_version}); reload it, check the new text and "
+            "try again",
             draft_id=draft.id,
             current_version=draft.version,
             current_status=draft.status,

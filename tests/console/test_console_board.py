@@ -160,6 +160,7 @@ async def test_an_invalid_move_is_explained(
     )
     assert fragment.status_code == 409
     assert fragment.headers["HX-Retarget"] == "#flash"
+    assert fragment.headers["HX-Push-Url"] == "false"  # a reload stays on the board
     assert "<html" not in fragment.text
     assert "allowed targets: NEEDS_ACTION" in fragment.text
     stored = await session.get_one(Ticket, done.id, populate_existing=True)

@@ -131,7 +131,8 @@
     var card = dragged; dragged = null;
     var state = column.getAttribute("data-drop-state");
     if (card.closest("[data-drop-state]") === column) return;
-    var csrf = JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"] || "";
+    var app = document.getElementById("app");
+    var csrf = JSON.parse((app && app.getAttribute("hx-headers")) || "{}")["X-CSRF-Token"] || "";
     var form = new URLSearchParams({ state: state, version: card.getAttribute("data-version"), csrf_token: csrf, back: "/board" });
     fetch("/tickets/" + card.getAttribute("data-ticket") + "/state", {
       method: "POST", body: form, credentials: "same-origin",
