@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.core.config import Settings
-from communication_agent.models import WebSession
+from communication_agent.models import User, WebSession
 from communication_agent.models.enums import Role
 from tests.conftest import running_app
 from tests.console.browser import page_csrf, sign_in
@@ -171,3 +171,16 @@ async def test_the_api_accepts_the_console_cookie_but_writes_need_the_csrf_heade
     else:
         assert note.status_code == 403
         assert note.json()["error"]["code"] == "csrf_failed"
+
+
+async def test_deactivating_a_user_ends_their_console_session_at_once(
+    client: httpx.AsyncClient, factory: Factory, session: AsyncSession
+) -> None:
+    principal = await factory.principal(Role.OPERATOR)
+    await sign_in(client, principal.user.email)
+    assert (await client.get("/board")).status_code == 200
+    user = await session.get_one(User, principal.user.id)
+    user.is_active = False
+    await session.commit()
+    assert (await client.get("/board")).status_code == 303
+    assert (await client.get("/api/v1/me")).status_code == 401

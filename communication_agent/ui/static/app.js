@@ -149,3 +149,13 @@
     });
   });
 })();
+
+// The board refreshes itself, but not while the operator is choosing something on it (an open
+// move menu would vanish under their cursor) or while the tab is hidden.
+document.addEventListener("htmx:beforeRequest", function (event) {
+  "use strict";
+  var source = event.detail && event.detail.elt;
+  if (!source || source.id !== "board-columns") return;
+  var busy = source.contains(document.activeElement) && document.activeElement !== document.body;
+  if (busy || document.visibilityState === "hidden") event.preventDefault();
+});
