@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from communication_agent import __version__
 from communication_agent.adapters.factory import provider_opener
 from communication_agent.adapters.reasoning_factory import reasoning_model
+from communication_agent.api import openapi as openapi_document
 from communication_agent.api.console import UI_DIR
 from communication_agent.api.deps import CurrentActor, get_current_actor
 from communication_agent.api.errors import install_error_handlers
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RejectNulInQueryMiddleware)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    openapi_document.install(app)
     app.include_router(health.router)
     app.include_router(_api_router())
     app.include_router(oauth.router)

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.models import Draft, TriageResult
 from communication_agent.models.enums import DraftStatus, Priority, Role, TicketState
+from communication_agent.services.tickets import DEFAULT_SORT, SORTS
 from tests.factories import Factory, Principal
 
 API = "/api/v1"
@@ -83,7 +84,7 @@ async def test_bad_list_parameters_get_clear_422s(
         "state=OPEN": "query.state.0",
         "assignee=someone": "query.assignee",
         "limit=0": "query.limit",
-        "sort=priority": "Unknown sort 'priority'",
+        "sort=priority": "query.sort: Input should be '-created_at', 'created_at', '-updated_at' or 'updated_at'",
         "cursor=%25%25%25": "cursor is not valid",
     }
     for query, expected in cases.items():
@@ -335,3 +336,15 @@ async def test_nul_characters_and_out_of_range_cursors_are_422_not_500(
     cursor = base64.urlsafe_b64encode(json.dumps(huge).encode()).decode().rstrip("=")
     response = await client.get(f"{API}/tickets", params={"cursor": cursor}, headers=op.headers)
     assert response.status_code == 422
+
+
+
+async def test_the_published_sort_values_are_exactly_the_ones_the_service_accepts(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    viewer = await factory.principal(Role.VIEWER)
+    document = (await client.get("/openapi.json", headers=viewer.headers)).json()
+    parameters = document["paths"]["/api/v1/tickets"]["get"]["parameters"]
+    sort = next(p for p in parameters if p["name"] == "sort")
+    assert set(sort["schema"]["enum"]) == set(SORTS)
+    assert sort["schema"]["default"] == DEFAULT_SORT

@@ -12,7 +12,16 @@ router = APIRouter(prefix="/oauth/gmail", tags=["mailboxes"])
 COOKIE_PATH = "/oauth/gmail"
 
 
-@router.get("/start", summary="Connect a Gmail mailbox: redirects to Google's consent screen")
+@router.get(
+    "/start",
+    status_code=303,
+    response_class=RedirectResponse,
+    responses={
+        303: {"description": "To Google's consent screen."},
+        503: {"description": "Gmail is not configured on this server (no OAuth client)."},
+    },
+    summary="Connect a Gmail mailbox: redirects to Google's consent screen",
+)
 async def start(request: Request, actor: AdminActor) -> RedirectResponse:
     settings = request.app.state.settings
     begun = gmail_connect.begin_connection(

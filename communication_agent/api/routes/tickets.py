@@ -1,4 +1,4 @@
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, status
 
@@ -56,9 +56,10 @@ async def list_tickets(
     q: Annotated[
         str | None, Query(max_length=200, description="Text in subject, customer or messages.")
     ] = None,
-    sort: Annotated[str, Query(description=f"One of {', '.join(tickets.SORTS)}.")] = (
-        tickets.DEFAULT_SORT
-    ),
+    sort: Annotated[
+        Literal["-created_at", "created_at", "-updated_at", "updated_at"],
+        Query(description="Newest first with a leading `-`."),
+    ] = "-created_at",
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> PageOf[TicketSummary]:

@@ -20,10 +20,26 @@ class Schema(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+def _declare_no_nul(schema: dict[str, Any]) -> None:
+    """Publish the NUL rule below in the OpenAPI document, so that clients (and fuzzers) know
+    that text fields refuse it, instead of learning it from a 422."""
+    for field_schema in schema.get("properties", {}).values():
+        for candidate in [field_schema, *field_schema.get("anyOf", [])]:
+            if candidate.get("type") == "string" and not {"pattern", "enum", "format"} & set(
+                candidate
+            ):
+                candidate["pattern"] = NO_NUL_PATTERN
+
+
 class RequestSchema(BaseModel):
     """Base for request bodies: unknown fields are refused, so a typo is an error, not a no-op."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid", str_strip_whitespace=True, json_schema_extra=_declare_no_nul
+    )
 
     @field_validator("*", mode="after")
     @classmethod
