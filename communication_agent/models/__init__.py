@@ -19,6 +19,7 @@ from communication_agent.models.sending import OutboxEntry
 from communication_agent.models.tickets import Draft, DraftVersion, Note, Ticket, TriageResult
 from communication_agent.models.users import ApiToken, User
 from communication_agent.models.web_sessions import LoginFailure, WebSession
+from communication_agent.models.webhooks import WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "ActivityEntry",
@@ -42,4 +43,6 @@ __all__ = [
     "TriageResult",
     "User",
     "WebSession",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
