@@ -30,7 +30,7 @@ from communication_agent.models import (
 )
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Priority, Role, TicketState
-from communication_agent.services import activity
+from communication_agent.services import activity, webhook_events
 from communication_agent.services.actors import Actor
 from communication_agent.services.errors import InvalidInputError, NotFoundError, StaleVersionError
 from communication_agent.services.pagination import (
@@ -232,6 +232,9 @@ def apply_transition(
         "ticket.state_changed",
         ticket=ticket,  # linked, so a ticket created in the same batch works too
         details={"from": current.value, "to": target.value, "reason": reason or ""},
+    )
+    webhook_events.ticket_state_changed(
+        session, actor, ticket, before=current.value, after=target.value, reason=reason
     )
 
 
