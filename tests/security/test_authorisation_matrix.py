@@ -47,6 +47,13 @@ MINIMUM_ROLE: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/tickets/{ticket_id}/triage"): OPER,
     ("GET", "/oauth/gmail/start"): ADMN,
     ("GET", "/oauth/gmail/callback"): ADMN,
+    ("GET", "/api/v1/webhooks"): ADMN,
+    ("POST", "/api/v1/webhooks"): ADMN,
+    ("PATCH", "/api/v1/webhooks/{endpoint_id}"): ADMN,
+    ("DELETE", "/api/v1/webhooks/{endpoint_id}"): ADMN,
+    ("GET", "/api/v1/webhooks/deliveries"): ADMN,
+    ("GET", "/api/v1/webhooks/deliveries/{delivery_id}"): ADMN,
+    ("POST", "/api/v1/webhooks/deliveries/{delivery_id}/redeliver"): ADMN,
     # The console: everyone reads, operators act, admins run mailboxes.
     ("GET", "/"): VIEW,
     ("GET", "/board"): VIEW,
@@ -100,6 +107,8 @@ async def test_each_role_gets_exactly_what_its_rank_allows(
         "message_id": "1",
         "attachment_id": "1",
         "state": "NEW",
+        "endpoint_id": "1",
+        "delivery_id": "1",
     }
     await sign_in(client, principal.user.email)
     csrf = await page_csrf(client)
