@@ -119,9 +119,12 @@ async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Cla
     )
 
 
-async def _read(sessionmaker: SessionMaker, delivery_id: int, secret_key: str) -> Request:
+async def _read(sessionmaker: SessionMaker, delivery_id: int, secret_key: str) -> Request | None:
+    """None when the endpoint was deleted since the claim (its deliveries went with it)."""
     async with sessionmaker() as session:
-        delivery = await session.get_one(WebhookDelivery, delivery_id)
+        delivery = await session.get(WebhookDelivery, delivery_id)
+        if delivery is None:
+            return None
         endpoint = await session.get_one(WebhookEndpoint, delivery.endpoint_id)
         secret = str(decrypt_credentials(secret_key, endpoint.secret_encrypted)["secret"])
         return Request(endpoint.url, delivery.event_type, delivery.body.encode(), secret)
@@ -140,6 +143,8 @@ async def attempt(
     except CredentialsUnreadableError as exc:
         result = PostResult(None, 0, f"the endpoint's secret is unreadable: {exc}")
     else:
+        if request is None:
+            return "lost"
         timestamp = int(time.time())
         headers = {
             "Content-Type": "application/json",

@@ -373,3 +373,20 @@ def test_settings_shape_the_policy_and_refuse_a_lease_shorter_than_an_attempt(
     assert policy.retry_delay(1, 120).total_seconds() == 120
     with pytest.raises(ValueError, match="WEBHOOK_LEASE_SECONDS must be longer"):
         Settings(_env_file=None, webhook_lease_seconds=10, webhook_timeout_seconds=10)
+
+
+async def test_an_endpoint_deleted_after_the_claim_is_not_posted_to(
+    sessionmaker: SessionMaker,
+    factory: Factory,
+    receiver: WebhookReceiver,
+    poster: HttpWebhookPoster,
+) -> None:
+    created = await one_event(sessionmaker, factory, receiver)
+    claimed = await webhook_delivery.claim(sessionmaker, "tests", FAST.lease)
+    assert claimed is not None
+    async with sessionmaker() as session:
+        await webhooks.delete_endpoint(session, ADMIN, created.endpoint.id)
+    outcome = await webhook_delivery.attempt(sessionmaker, poster, TEST_SECRET_KEY, FAST, claimed)
+    assert outcome == "lost"
+    assert receiver.received == []
+    assert await rows(sessionmaker) == []
