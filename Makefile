@@ -9,6 +9,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_EMAIL ?= admin@example.com
 DEMO_PASSWORD ?= commagent-demo
+# `make run` polls its mailboxes (the demo folder included) this often; an exported
+# COMMAGENT_SYNC_INTERVAL_SECONDS wins.
+SYNC_INTERVAL ?= 30
 
 .PHONY: run test lint typecheck test-sqlite test-postgres venv clean
 
@@ -26,9 +29,9 @@ run: $(STAMP)
 	$(BIN)/commagent db upgrade
 	@echo ""
 	@echo "  Communication Agent on http://$(HOST):$(PORT)  (health: /healthz, API: /api/v1, docs: /docs)"
-	@$(BIN)/commagent demo --email "$(DEMO_EMAIL)" --password "$(DEMO_PASSWORD)" --url "http://$(HOST):$(PORT)" | sed 's/^/  /'
+	@set -o pipefail; $(BIN)/commagent demo --email "$(DEMO_EMAIL)" --password "$(DEMO_PASSWORD)" --url "http://$(HOST):$(PORT)" | sed 's/^/  /'
 	@echo ""
-	$(BIN)/commagent serve --host $(HOST) --port $(PORT)
+	COMMAGENT_SYNC_INTERVAL_SECONDS=$${COMMAGENT_SYNC_INTERVAL_SECONDS:-$(SYNC_INTERVAL)} $(BIN)/commagent serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,6 +19,7 @@ from communication_agent.adapters.factory import provider_opener
 from communication_agent.adapters.reasoning_factory import reasoning_model
 from communication_agent.cli import evaluate as evaluate_cli
 from communication_agent.cli import mailboxes as mailboxes_cli
+from communication_agent.cli.demo import demo
 from communication_agent.cli.mail import import_mail, sync_mail
 from communication_agent.cli.runtime import (
     configured,
@@ -49,6 +50,7 @@ app.add_typer(mailboxes_cli.app, name="mailboxes")
 app.add_typer(evaluate_cli.app, name="eval")
 app.command("import")(import_mail)
 app.command("sync")(sync_mail)
+app.command("demo")(demo)
 
 CLI_ACTOR = Actor.system("cli")
 stdout = console()
@@ -169,47 +171,6 @@ def tokens_revoke(token_id: int) -> None:
 
     token = run_service(load_settings(), revoke)
     stdout.print(f"token {token.id} revoked")
-
-
-DEMO_TOKEN_FILE = "demo_token"  # noqa: S105 (a file name)
-
-
-@app.command()
-def demo(
-    email: Annotated[str, typer.Option(help="The demo admin's email.")] = "admin@example.com",
-    password: Annotated[str, typer.Option(help="The demo admin's password.")] = "commagent-demo",  # noqa: S107
-    url: Annotated[
-        str, typer.Option(help="Where the server will listen.")
-    ] = "http://127.0.0.1:8000",
-) -> None:
-    """Prepare a demo login: an admin user and an API token, kept across runs (idempotent).
-
-    For trying the system on the embedded default; on a real deployment create users with
-    `commagent users create` instead."""
-    settings = load_settings()
-    token_file = settings.data_dir / DEMO_TOKEN_FILE
-
-    async def prepare(session: AsyncSession) -> str:
-        await users.ensure_user(
-            session,
-            CLI_ACTOR,
-            email=email,
-            password=password,
-            role=Role.ADMIN,
-            display_name="Demo Admin",
-        )
-        if token_file.exists():
-            return token_file.read_text(encoding="utf-8").strip()
-        issued = await users.issue_token(session, CLI_ACTOR, email=email, name="demo")
-        token_file.parent.mkdir(parents=True, exist_ok=True)
-        token_file.touch(mode=0o600)
-        token_file.write_text(issued.plaintext + "\n", encoding="utf-8")
-        return issued.plaintext
-
-    token = run_service(settings, prepare)
-    stdout.print(f"login:     {email} / {password}")
-    stdout.print(f"API token: {token}")
-    stdout.print(f'try:       curl -H "Authorization: Bearer {token}" {url}/api/v1/me')
 
 
 @app.command()
