@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
+import structlog
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.mail_provider import ProviderOpener
 from communication_agent.adapters.reasoning import ReasoningModel
+from communication_agent.core.config import Settings
 from communication_agent.models.enums import Role
 from communication_agent.models.schemas.common import MAX_DB_INT
 from communication_agent.services import web_sessions
@@ -124,5 +127,55 @@ def require_role(role: Role) -> Callable[[Actor], Coroutine[Any, Any, Actor]]:
 
 OperatorActor = Annotated[Actor, Depends(require_role(Role.OPERATOR))]
 AdminActor = Annotated[Actor, Depends(require_role(Role.ADMIN))]
+
+
+async def optional_actor(request: Request) -> Actor | None:
+    """The caller when its credentials are good, else None (never an error): for the public
+    routes that show more to someone signed in. Call it only once the database answers."""
+    credentials = await _bearer(request)
+    if credentials is None and not request.cookies.get(SESSION_COOKIE):
+        return None
+    async with request.app.state.sessionmaker() as session:
+        try:
+            return await get_current_actor(request, session, credentials)
+        except (AuthenticationError, PermissionDeniedError):
+            return None
+
+
+async def require_metrics_reader(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """An admin (token or console session), or a scraper with COMMAGENT_METRICS_TOKEN."""
+    settings: Settings = request.app.state.settings
+    scraper_token = settings.metrics_token
+    if (
+        scraper_token is not None
+        and credentials is not None
+        and hmac.compare_digest(
+            credentials.credentials.encode(), scraper_token.get_secret_value().encode()
+        )
+    ):
+        return
+    await require_role(Role.ADMIN)(await get_current_actor(request, session, credentials))
+
+
+MetricsReader = Annotated[None, Depends(require_metrics_reader)]
+LOGGED_PATH_IDS = ("ticket_id", "draft_id", "mailbox_id", "message_id")
+MAX_ID_DIGITS = 10
+
+
+async def bind_log_context(request: Request) -> None:
+    """Put the ids in the path (ticket, draft, mailbox, message) on every log line of the
+    request; `RequestIdMiddleware` unbinds them when the request ends."""
+    ids = {
+        name: int(value)
+        for name, value in request.path_params.items()
+        if name in LOGGED_PATH_IDS and str(value).isdigit() and len(str(value)) <= MAX_ID_DIGITS
+    }
+    if ids:
+        structlog.contextvars.bind_contextvars(**ids)
+
 
 TicketId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="The ticket's id.")]
