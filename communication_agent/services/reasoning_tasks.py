@@ -14,6 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -82,20 +83,31 @@ async def process(
     sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, task: Claimed
 ) -> None:
     """Triage (unless the newest message already has one), route, then draft if a reply is
-    needed. A failure goes back to the queue with a delay."""
+    needed. A failure goes back to the queue with a delay. Every log line of the work carries
+    the ticket id."""
+    with structlog.contextvars.bound_contextvars(ticket_id=task.ticket_id, task_id=task.id):
+        await _process(sessionmaker, model, config, task)
+
+
+async def _process(
+    sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, task: Claimed
+) -> None:
+    drafted = False
     try:
         needs_draft = await _triage_if_needed(sessionmaker, model, config, task.ticket_id)
         if needs_draft and await _renew(sessionmaker, task):
             await assistant.draft_ticket(sessionmaker, model, config, task.ticket_id)
+            drafted = True
     except (ModelFailedError, DomainError) as exc:
         await _finish(sessionmaker, task, error=exc.message)
-        log.warning("reasoning_failed", ticket_id=task.ticket_id, task_id=task.id)
+        log.warning("reasoning_failed", attempts=task.attempts, error_code=exc.code)
         return
     except Exception as exc:  # recorded on the task; the queue goes on
-        log.exception("reasoning_crashed", ticket_id=task.ticket_id, task_id=task.id)
+        log.exception("reasoning_crashed")
         await _finish(sessionmaker, task, error=f"unexpected error ({type(exc).__name__})")
         return
     await _finish(sessionmaker, task, error=None)
+    log.info("reasoning_done", provider=model.provider, drafted=drafted)
 
 
 async def _triage_if_needed(

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+import structlog
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +38,7 @@ from communication_agent.adapters.mail_provider import (
     ProviderOpener,
     ReauthorisationRequiredError,
 )
+from communication_agent.core import metrics
 from communication_agent.core.db import begin_write
 from communication_agent.core.logging import get_logger
 from communication_agent.models import Mailbox, Message, QuarantinedMessage, SyncError
@@ -62,6 +64,7 @@ FETCH_CHUNK = 50
 FETCH_CONCURRENCY = 4
 RETRY_FAILED_PER_RUN = 100
 NEEDS_REAUTH = TokenState.NEEDS_REAUTH.value
+STORED = frozenset({Outcome.NEW_TICKET, Outcome.THREADED})  # outcomes that wrote a message
 
 Progress = Callable[[SyncCounts], None]
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -100,6 +103,21 @@ async def sync_mailbox(
     lease: timedelta = DEFAULT_LEASE,
 ) -> SyncCounts:
     """Run one sync of the mailbox; see the module docstring for the guarantees."""
+    with structlog.contextvars.bound_contextvars(mailbox_id=mailbox_id):
+        return await _sync(
+            sessionmaker, mailbox_id, open_provider, owner=owner, progress=progress, lease=lease
+        )
+
+
+async def _sync(
+    sessionmaker: SessionMaker,
+    mailbox_id: int,
+    open_provider: ProviderOpener,
+    *,
+    owner: str,
+    progress: Progress | None,
+    lease: timedelta,
+) -> SyncCounts:
     owner = f"{owner}/{secrets.token_hex(4)}"  # per run: two runs of one process exclude too
     mailbox = await _claim(sessionmaker, mailbox_id, owner, lease)
     provider: MailProvider | None = None
@@ -115,23 +133,28 @@ async def sync_mailbox(
         await run.retry_failed()
         run.finish()
         await _record_success(sessionmaker, mailbox_id, run.counts, owner)
+        _count_run(mailbox_id, "ok")
     except ReauthorisationRequiredError as exc:
         await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=True)
+        _count_run(mailbox_id, "needs_reauth")
         raise MailboxNeedsReauthError(
             f"Mailbox {mailbox.name} must be reconnected: {exc}", mailbox_id=mailbox_id
         ) from exc
     except ProviderError as exc:
         await _record_failure(sessionmaker, mailbox_id, str(exc), needs_reauth=False)
+        _count_run(mailbox_id, "failed")
         raise SyncFailedError(
             f"Syncing mailbox {mailbox.name} failed: {exc}. It will be retried.",
             mailbox_id=mailbox_id,
         ) from exc
     except DomainError:  # already says what happened (a lost lease, say)
+        _count_run(mailbox_id, "interrupted")
         raise
     except Exception as exc:  # a bug or a database fault: visible on the mailbox, retried later
         log.exception("sync_crashed", mailbox_id=mailbox_id)
         reason = f"unexpected error ({type(exc).__name__}); see the server log"
         await _record_failure(sessionmaker, mailbox_id, reason, needs_reauth=False)
+        _count_run(mailbox_id, "failed")
         raise SyncFailedError(
             f"Syncing mailbox {mailbox.name} failed: {reason}. It will be retried.",
             mailbox_id=mailbox_id,
@@ -141,6 +164,12 @@ async def sync_mailbox(
             await provider.aclose()
         await _release(sessionmaker, mailbox_id, owner)
     return run.counts
+
+
+def _count_run(mailbox_id: int, outcome: str) -> None:
+    metrics.SYNC_RUNS.labels(str(mailbox_id), outcome).inc()
+    if outcome in {"failed", "needs_reauth"}:
+        metrics.SYNC_ERRORS.labels(str(mailbox_id), "run").inc()
 
 
 async def _claim(
@@ -227,6 +256,7 @@ class _MailboxSync:
         self.counts = SyncCounts()
         self.failed_this_run: set[str] = set()
         self.deferred: list[_Fetched] = []
+        self.page_stored: list[str] = []  # provider ids the page being written stores
 
     async def pages(self, checkpoint: str | None) -> None:
         """Store page after page; the next page is listed, fetched and parsed meanwhile."""
@@ -273,6 +303,7 @@ class _MailboxSync:
 
     async def _commit_page(self, fetched: list[_Fetched], final_checkpoint: str | None) -> None:
         """One transaction: the page's messages, and the checkpoint when it is the last page."""
+        errors_before = self.counts.errors
         async with self.sessionmaker() as session:
             await begin_write(session)
             await self._store(session, fetched)
@@ -289,7 +320,13 @@ class _MailboxSync:
                     f"Mailbox {self.mailbox.name}: this sync lost its lease and stopped",
                     mailbox_id=self.mailbox.id,
                 )
+            stored = await _by_direction(session, self.mailbox.id, self.page_stored)
             await session.commit()
+        key = str(self.mailbox.id)
+        for direction, count in stored.items():
+            metrics.MESSAGES_INGESTED.labels(key, direction).inc(count)
+        if self.counts.errors > errors_before:
+            metrics.SYNC_ERRORS.labels(key, "message").inc(self.counts.errors - errors_before)
 
     async def _unknown(self, refs: list[MessageRef]) -> list[MessageRef]:
         """The refs not stored yet (as messages or in quarantine): only those are downloaded."""
@@ -346,6 +383,7 @@ class _MailboxSync:
         # reply. What still has no ticket at the end is counted as ignored (see `finish`).
         earlier = self.deferred
         deferred: list[_Fetched] = []
+        self.page_stored = []
         try:
             counts, failed = await self._store_page(session, fetched, batch=True, deferred=deferred)
             if earlier:
@@ -360,6 +398,7 @@ class _MailboxSync:
             await session.rollback()
             await begin_write(session)
             deferred = []
+            self.page_stored = []
             counts, failed = await self._store_page(
                 session, fetched + earlier, batch=False, deferred=deferred
             )
@@ -402,9 +441,25 @@ class _MailboxSync:
                 deferred.append(item)  # mail we sent, its ticket perhaps on a later page
             else:
                 counts.add(outcome)
+            if outcome in STORED:
+                self.page_stored.append(item.ref.provider_message_id)
         await _resolve_sync_errors(session, mailbox.id, [i.ref.provider_message_id for i in good])
         await session.flush()
         return counts, failed
+
+
+async def _by_direction(
+    session: AsyncSession, mailbox_id: int, provider_ids: Sequence[str]
+) -> dict[str, int]:
+    """How many of these just-stored messages are inbound and outbound (for the metrics)."""
+    if not provider_ids:
+        return {}
+    rows = await session.execute(
+        select(Message.direction, func.count())
+        .where(Message.mailbox_id == mailbox_id, Message.provider_message_id.in_(provider_ids))
+        .group_by(Message.direction)
+    )
+    return {direction: count for direction, count in rows.all()}
 
 
 def _arrival(item: _Fetched) -> tuple[bool, datetime]:
