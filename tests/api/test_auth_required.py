@@ -1,5 +1,5 @@
-"""Every route but /healthz and the sign-in form refuses anonymous calls (the API with 401, the
-console by sending the browser to sign in); viewers cannot mutate anything."""
+"""Every route but /healthz, /readyz and the sign-in form refuses anonymous calls (the API with
+401, the console by sending the browser to sign in); viewers cannot mutate anything."""
 
 import re
 from collections.abc import Iterable, Iterator
@@ -14,7 +14,9 @@ from communication_agent.api.console import is_console_path
 from communication_agent.models.enums import Role
 from tests.factories import Factory
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
+# /readyz is for load balancers: anonymous callers get states and counts only (see
+# tests/api/test_readiness.py); credentials there add details, never refuse.
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login")}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 
 

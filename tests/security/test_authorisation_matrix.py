@@ -16,7 +16,7 @@ from tests.console.browser import page_csrf, sign_in
 from tests.factories import Factory
 
 VIEW, OPER, ADMN = Role.VIEWER, Role.OPERATOR, Role.ADMIN
-PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/login"), ("POST", "/login")}
+PUBLIC_ROUTES = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/login"), ("POST", "/login")}
 MINIMUM_ROLE: dict[tuple[str, str], Role] = {
     # JSON API: everyone reads, operators act, admins connect mailboxes.
     ("GET", "/api/v1/activity"): VIEW,
@@ -45,6 +45,7 @@ MINIMUM_ROLE: dict[tuple[str, str], Role] = {
     ("POST", "/api/v1/tickets/{ticket_id}/notes"): OPER,
     ("POST", "/api/v1/tickets/{ticket_id}/state"): OPER,
     ("POST", "/api/v1/tickets/{ticket_id}/triage"): OPER,
+    ("GET", "/metrics"): ADMN,  # or a scraper with COMMAGENT_METRICS_TOKEN
     ("GET", "/oauth/gmail/start"): ADMN,
     ("GET", "/oauth/gmail/callback"): ADMN,
     ("GET", "/api/v1/webhooks"): ADMN,
