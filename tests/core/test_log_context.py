@@ -17,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.core.config import Settings
-from communication_agent.core.logging import configure_logging, get_logger
+from communication_agent.core.logging import REDACTED, configure_logging, get_logger
 from communication_agent.models import Mailbox
 from communication_agent.models.enums import Role, TicketState
 from communication_agent.services import reasoning_tasks, sending
@@ -115,6 +115,7 @@ async def test_a_tickets_life_is_logged_with_ids_and_without_secrets_or_mail_tex
         assert (
             await client.get("/metrics", headers={"Authorization": f"Bearer {SCRAPER_TOKEN}"})
         ).is_success
+        get_logger("tests").error("diagnostic", detail=f"token was {SCRAPER_TOKEN}")  # masked
         get_logger("tests").info("after_the_requests")
     captured = capsys.readouterr()
     output = captured.out + captured.err
@@ -122,6 +123,8 @@ async def test_a_tickets_life_is_logged_with_ids_and_without_secrets_or_mail_tex
 
     for secret in (TEST_SECRET_KEY, operator.token, PASSWORD, SCRAPER_TOKEN):
         assert secret not in output
+    [diagnostic] = [line for line in lines if line["event"] == "diagnostic"]
+    assert diagnostic["detail"] == f"token was {REDACTED}"
     for text in (CUSTOMER_SENTENCE, "Lake Quintessence", REPLY_SENTENCE, "Zebrafield"):
         assert text not in output, text
 
