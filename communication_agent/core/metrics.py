@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -38,7 +37,6 @@ from communication_agent.core.config import ConfigurationError
 from communication_agent.core.logging import get_logger
 
 log = get_logger(__name__)
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 # `*_created` series double the series count and no dashboard here uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 

@@ -14,7 +14,15 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+            "description": "The Prometheus text format, or OpenMetrics when `Accept` asks.",
+        }
+    },
     summary="Prometheus metrics (an admin, or COMMAGENT_METRICS_TOKEN)",
 )
 async def scrape(request: Request, _reader: MetricsReader) -> Response:

@@ -19,14 +19,18 @@ class DatabaseCheck(BaseModel):
 
 class SchemaCheck(BaseModel):
     status: str | None = Field(
+        default=None,
         description="`current`, `behind` (run `commagent db upgrade`), `missing`, "
-        "`unknown_revision` (migrated by a newer version); null when the database did not answer."
+        "`unknown_revision` (migrated by a newer version); absent when the database did not "
+        "answer.",
     )
     revision: str | None = Field(default=None, description="Signed-in callers only.")
     head: str | None = Field(default=None, description="Signed-in callers only.")
 
 
 class MailboxCheck(BaseModel):
+    """Anonymous callers get `id` and `state`; the other fields are for signed-in callers."""
+
     id: int
     state: str = Field(
         description="`ok`, `pending` (never synced yet), `syncing`, `failing`, "
@@ -55,5 +59,6 @@ class ReadinessRead(BaseModel):
     database: DatabaseCheck
     schema_: SchemaCheck = Field(alias="schema", serialization_alias="schema")
     mailboxes: MailboxesCheck | None = Field(
-        description="Active mailboxes; null when the database or schema check failed."
+        default=None,
+        description="Active mailboxes; absent when the database or schema check failed.",
     )
