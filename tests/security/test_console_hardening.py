@@ -45,6 +45,8 @@ async def test_every_cookie_authenticated_write_needs_the_csrf_token(
                     "ticket_id": ticket.id,
                     "draft_id": 1,
                     "mailbox_id": ticket.mailbox_id,
+                    "endpoint_id": 1,
+                    "delivery_id": 1,
                 }.items()
                 if "{" + k + "}" in path
             }
