@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from communication_agent.adapters.reasoning import ReasoningModel
@@ -113,16 +113,33 @@ async def _process(
 async def _triage_if_needed(
     sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, ticket_id: int
 ) -> bool:
+    """Triage the newest customer message unless done; True when a draft is wanted: the
+    customer needs a reply, the ticket is open, and nobody has answered that message yet (a
+    reply of ours synced in the same batch, or sent from the mailbox directly)."""
     async with sessionmaker() as session:
-        latest = await session.scalar(
-            select(Message.id)
-            .where(
-                Message.ticket_id == ticket_id,
-                Message.direction == Direction.INBOUND.value,
-                Message.is_automated.is_(False),
+        newest = (
+            await session.execute(
+                select(Message.id, Message.received_at)
+                .where(
+                    Message.ticket_id == ticket_id,
+                    Message.direction == Direction.INBOUND.value,
+                    Message.is_automated.is_(False),
+                )
+                .order_by(Message.id.desc())
+                .limit(1)
             )
-            .order_by(Message.id.desc())
-            .limit(1)
+        ).first()
+        if newest is None:
+            return False
+        latest, asked_at = newest
+        answered = await session.scalar(
+            select(
+                exists().where(
+                    Message.ticket_id == ticket_id,
+                    Message.direction == Direction.OUTBOUND.value,
+                    Message.received_at > asked_at,
+                )
+            )
         )
         done = await session.scalar(
             select(TriageResult)
@@ -131,14 +148,15 @@ async def _triage_if_needed(
             .limit(1)
         )
         ticket = await session.get(Ticket, ticket_id)
-    if latest is None or ticket is None:
+    if ticket is None:
         return False
     if done is None:
         outcome = await assistant.triage_ticket(sessionmaker, model, config, ticket_id)
         done, state = outcome.result, outcome.routed_to or TicketState(ticket.state)
     else:
         state = TicketState(ticket.state)
-    return done.needs_reply and done.category != "spam" and state is not TicketState.DONE
+    wanted = done.needs_reply and done.category != "spam" and state is not TicketState.DONE
+    return wanted and not answered
 
 
 async def _renew(sessionmaker: SessionMaker, task: Claimed) -> bool:

@@ -277,3 +277,27 @@ async def test_a_worker_whose_lease_ran_out_leaves_the_task_to_its_successor(
         task = (await session.scalars(select(ReasoningTask))).one()
         assert (task.status, task.lease_owner) == ("running", "worker-b")
         assert (await session.scalars(select(Draft))).all() == []  # a drafts nothing once lost
+
+
+async def test_a_question_we_already_answered_is_triaged_but_not_drafted(
+    sessionmaker: SessionMaker,
+) -> None:
+    """Our reply synced in the same batch as the question (or sent from the mailbox itself):
+    a proposal for an answered message would only be noise on the ticket."""
+    mailbox = await support_mailbox(sessionmaker)
+    question = raw_email(subject="Broken zip", body="The zipper broke. Can I get a new one?",
+                         message_id="<q@example.org>", minutes=0)  # fmt: skip
+    answer = raw_email(sender=mailbox.address, subject="Re: Broken zip", minutes=10,
+                       body="We are sending a new one today.", in_reply_to="<q@example.org>")  # fmt: skip
+    await ingest(sessionmaker, mailbox, question)
+    await ingest(sessionmaker, mailbox, answer)
+    await work(sessionmaker, OFFLINE)
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(TriageResult))).all() != []
+        assert (await session.scalars(select(Draft))).all() == []
+    follow_up = raw_email(subject="Re: Broken zip", body="It has not arrived. Where is it?",
+                          in_reply_to="<q@example.org>", minutes=30)  # fmt: skip
+    await ingest(sessionmaker, mailbox, follow_up)
+    await work(sessionmaker, OFFLINE)
+    async with sessionmaker() as session:
+        assert len((await session.scalars(select(Draft))).all()) == 1  # a new question: drafted
