@@ -6,6 +6,7 @@ new code on an old schema fails later and more confusingly, in the middle of a r
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,19 @@ def alembic_config() -> Config:
     return config
 
 
-def head_revision() -> str:
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+@functools.cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """The head and every revision the package ships. Read once per process: loading the
+    scripts takes tens of milliseconds, and `/readyz` asks on every probe."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    head = scripts.get_current_head()
     if head is None:
         raise RuntimeError("no migrations found in the package")
-    return head
+    return head, frozenset(rev.revision for rev in scripts.walk_revisions())
+
+
+def head_revision() -> str:
+    return _revisions()[0]
 
 
 async def schema_status(engine: AsyncEngine) -> SchemaStatus:
@@ -71,9 +80,8 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 
     async with engine.connect() as connection:
         current = await connection.run_sync(_current)
-    scripts = ScriptDirectory.from_config(alembic_config())
-    known = current is None or current in {rev.revision for rev in scripts.walk_revisions()}
-    return SchemaStatus(current=current, head=head_revision(), known=known)
+    head, revisions = _revisions()
+    return SchemaStatus(current=current, head=head, known=current is None or current in revisions)
 
 
 async def _run(engine: AsyncEngine, step: Callable[[Config, str], None], revision: str) -> None:
