@@ -9,11 +9,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_EMAIL ?= admin@example.com
 DEMO_PASSWORD ?= commagent-demo
+# The end-to-end tests drive Debian's Chromium; Playwright must never fetch a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # `make run` polls its mailboxes (the demo folder included) this often; an exported
 # COMMAGENT_SYNC_INTERVAL_SECONDS wins.
 SYNC_INTERVAL ?= 30
 
-.PHONY: run test lint typecheck test-sqlite test-postgres venv clean
+.PHONY: run test lint typecheck test-sqlite test-postgres venv clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,11 +42,26 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test-sqlite: $(STAMP)
+# Debian's chromium package for the end-to-end tests (tests/e2e), installed once if missing.
+# Without apt-get they skip locally; under CI=true a missing browser fails them.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1; then \
+			sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+			echo "Installing Debian's chromium for the end-to-end tests"; \
+			$$sudo apt-get update -qq && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends chromium >/dev/null; \
+		else \
+			echo "chromium is missing and apt-get is not available: tests/e2e will be skipped"; \
+		fi; \
+	}
+
+test-sqlite: $(STAMP) browser
 	$(BIN)/pytest
 
 # Under CI=true an unreachable PostgreSQL fails the run (see tests/conftest.py).
-test-postgres: $(STAMP)
+test-postgres: $(STAMP) browser
 	COMMAGENT_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest
 
 test: lint typecheck test-sqlite test-postgres
