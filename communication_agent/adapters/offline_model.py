@@ -302,7 +302,7 @@ class OfflineReasoningModel:
             language = "en"
         instruction = fold(context.instruction or "")
         short = any(w in instruction for w in ("short", "brief", "kurz", "court", "breve"))
-        first_name = context.customer_name.split()[0] if context.customer_name.strip() else ""
+        first_name = _greetable(context.customer_name)
         values = {"name": first_name, "subject": context.subject, "ticket": str(context.ticket_id)}
         greeting = templates["greeting"] if first_name else templates["greeting_anonymous"]
         lines = [_fill(greeting, values), ""]
@@ -359,3 +359,15 @@ class OfflineReasoningModel:
                 value=None, calls=[meta.record(started, INVALID_OUTPUT, error)], error=error
             )
         return Reasoned(value=value, calls=[meta.record(started, OK)])
+
+
+_NAME = re.compile(r"^[^\W\d_](?:[^\W\d_]|['’.-]){0,40}$")
+
+
+def _greetable(display_name: str) -> str:
+    """The first word of the sender's display name when it looks like a name ("Ana", "Zoë",
+    "O'Neill", "Jean-Luc"); markup, addresses or numbers get the anonymous greeting instead
+    of being echoed into a reply."""
+    words = display_name.split()
+    first = words[0].strip(",") if words else ""
+    return first if _NAME.match(first) else ""

@@ -218,3 +218,32 @@ def test_a_rules_pattern_that_does_not_compile_stops_start_up(tmp_path: Path) ->
     settings = Settings(_env_file=None, offline_rules_dir=tmp_path)
     with pytest.raises(ConfigurationError, match="does not compile"):
         reasoning_model(settings)
+
+
+@pytest.mark.parametrize(
+    ("display_name", "greeted"),
+    [
+        ('<img src=x onerror="alert(1)"> Eve', None),
+        ("billing@example.org", None),
+        ("12345", None),
+        ("O'Neill Ryan", "O'Neill"),
+        ("Jean-Luc Picard", "Jean-Luc"),
+        ("Zoë Brandt", "Zoë"),
+    ],
+)
+async def test_the_greeting_uses_a_display_name_only_when_it_looks_like_a_name(
+    display_name: str, greeted: str | None
+) -> None:
+    context = ticket_context(
+        "Hello, I was charged twice this month. Can you check?",
+        subject="Invoice",
+        customer_name=display_name,
+    )
+    result = await OfflineReasoningModel().propose(context)
+    assert result.value is not None
+    first_line = result.value.body.splitlines()[0]
+    if greeted is None:
+        assert display_name.split(maxsplit=1)[0] not in first_line
+        assert "<" not in result.value.body
+    else:
+        assert greeted in first_line
