@@ -9,6 +9,9 @@ The shape of a sync, and why:
 - The checkpoint is stored in the same commit as the last page it covers, so a process killed
   at any point restarts from the previous checkpoint and dedupe skips what was already stored:
   the result is the same as an uninterrupted run.
+- A page's transaction that loses a race with another writer (a deadlock PostgreSQL broke, a
+  ticket changed meanwhile by triage or the sender) is run again from fresh reads: a race is
+  not a failed sync.
 - A message the provider will not give us is recorded as a sync error and retried on the next
   runs; it never blocks the rest. An expired checkpoint triggers one full resync.
 """
@@ -18,13 +21,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from communication_agent.adapters.mail_provider import (
     ChangePage,
@@ -65,6 +69,8 @@ FETCH_CONCURRENCY = 4
 RETRY_FAILED_PER_RUN = 100
 NEEDS_REAUTH = TokenState.NEEDS_REAUTH.value
 STORED = frozenset({Outcome.NEW_TICKET, Outcome.THREADED})  # outcomes that wrote a message
+PAGE_ATTEMPTS = 5  # tries of a page's transaction that keeps losing races (see _lost_a_race)
+RACE_SQLSTATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 
 Progress = Callable[[SyncCounts], None]
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -91,6 +97,15 @@ class _Fetched:
     error: str | None
     parsed: ParsedMessage | str | None = None
     gone: bool = False
+
+
+@dataclass
+class _StoredPage:
+    """What a page's transaction did, applied to the run's tallies once it committed."""
+
+    counts: SyncCounts = field(default_factory=SyncCounts)
+    failed: set[str] = field(default_factory=set)
+    deferred: list[_Fetched] = field(default_factory=list)
 
 
 async def sync_mailbox(
@@ -302,11 +317,34 @@ class _MailboxSync:
         return page, await self._fetch_all(new_refs)
 
     async def _commit_page(self, fetched: list[_Fetched], final_checkpoint: str | None) -> None:
-        """One transaction: the page's messages, and the checkpoint when it is the last page."""
-        errors_before = self.counts.errors
+        """One transaction: the page's messages, and the checkpoint when it is the last page.
+        One that lost a race is rolled back and run again; the run's tallies change only with
+        the commit."""
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            try:
+                page, stored = await self._write_page(fetched, final_checkpoint)
+            except (DBAPIError, StaleDataError) as exc:
+                if attempt == PAGE_ATTEMPTS or not _lost_a_race(exc):
+                    raise
+                log.info("sync_page_retried", attempt=attempt, error=type(exc).__name__)
+                await asyncio.sleep(0.05 * attempt)
+            else:
+                break
+        self.deferred = page.deferred
+        self.counts.merge(page.counts)
+        self.failed_this_run |= page.failed
+        key = str(self.mailbox.id)
+        for direction, count in stored.items():
+            metrics.MESSAGES_INGESTED.labels(key, direction).inc(count)
+        if page.counts.errors:
+            metrics.SYNC_ERRORS.labels(key, "message").inc(page.counts.errors)
+
+    async def _write_page(
+        self, fetched: list[_Fetched], final_checkpoint: str | None
+    ) -> tuple[_StoredPage, dict[str, int]]:
         async with self.sessionmaker() as session:
             await begin_write(session)
-            await self._store(session, fetched)
+            page = await self._store(session, fetched)
             if final_checkpoint is not None:
                 await session.execute(
                     update(Mailbox)
@@ -322,11 +360,7 @@ class _MailboxSync:
                 )
             stored = await _by_direction(session, self.mailbox.id, self.page_stored)
             await session.commit()
-        key = str(self.mailbox.id)
-        for direction, count in stored.items():
-            metrics.MESSAGES_INGESTED.labels(key, direction).inc(count)
-        if self.counts.errors > errors_before:
-            metrics.SYNC_ERRORS.labels(key, "message").inc(self.counts.errors - errors_before)
+        return page, stored
 
     async def _unknown(self, refs: list[MessageRef]) -> list[MessageRef]:
         """The refs not stored yet (as messages or in quarantine): only those are downloaded."""
@@ -375,7 +409,7 @@ class _MailboxSync:
         # Oldest first, so that a reply finds the message it answers when both are in one page.
         return sorted(results, key=_arrival)
 
-    async def _store(self, session: AsyncSession, fetched: list[_Fetched]) -> None:
+    async def _store(self, session: AsyncSession, fetched: list[_Fetched]) -> _StoredPage:
         """Store a page on the fast path; if a constraint still trips (a message delivered twice
         within one page, say), roll the page back and replay it message by message."""
         # Mail we sent whose ticket was not known yet is tried again after each later page: a
@@ -390,11 +424,7 @@ class _MailboxSync:
                 again, _ = await self._store_page(session, earlier, batch=True, deferred=deferred)
                 counts.merge(again)
                 counts.fetched -= len(earlier)
-        except DBAPIError as exc:
-            # A constraint tripped, or PostgreSQL broke a deadlock with another mailbox's sync
-            # (both insert shared rows such as new contacts): replay one message at a time.
-            if not isinstance(exc, IntegrityError) and "deadlock" not in str(exc).lower():
-                raise
+        except IntegrityError:  # a race with another writer propagates: see _commit_page
             await session.rollback()
             await begin_write(session)
             deferred = []
@@ -403,9 +433,7 @@ class _MailboxSync:
                 session, fetched + earlier, batch=False, deferred=deferred
             )
             counts.fetched -= len(earlier)
-        self.deferred = deferred
-        self.counts.merge(counts)
-        self.failed_this_run |= failed
+        return _StoredPage(counts, failed, deferred)
 
     def finish(self) -> None:
         """Deferred sent mail that never found its ticket was unrelated: ignored."""
@@ -446,6 +474,15 @@ class _MailboxSync:
         await _resolve_sync_errors(session, mailbox.id, [i.ref.provider_message_id for i in good])
         await session.flush()
         return counts, failed
+
+
+def _lost_a_race(exc: DBAPIError | StaleDataError) -> bool:
+    """A deadlock PostgreSQL broke (two mailboxes' syncs inserting the same new contacts in
+    different orders, say), or a ticket on the page changed since it was read (triage routed
+    it, the sender answered it): nothing was wrong with the page, it only has to run again."""
+    if isinstance(exc, StaleDataError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in RACE_SQLSTATES
 
 
 async def _by_direction(
