@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from communication_agent.adapters.reasoning import ReasoningModel
 from communication_agent.core.db import begin_write
 from communication_agent.core.logging import get_logger
-from communication_agent.models import Message, ReasoningTask, Ticket, TriageResult
+from communication_agent.models import Draft, Message, ReasoningTask, Ticket, TriageResult
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, TicketState
 from communication_agent.services import assistant, work_queue
@@ -114,8 +114,9 @@ async def _triage_if_needed(
     sessionmaker: SessionMaker, model: ReasoningModel, config: AssistantConfig, ticket_id: int
 ) -> bool:
     """Triage the newest customer message unless done; True when a draft is wanted: the
-    customer needs a reply, the ticket is open, and nobody has answered that message yet (a
-    reply of ours synced in the same batch, or sent from the mailbox directly)."""
+    customer needs a reply, the ticket is open, nobody has answered that message yet (a reply
+    of ours synced in the same batch, or sent from the mailbox directly), and it has no
+    proposal yet (a worker that drafted it died before it could mark its task done)."""
     async with sessionmaker() as session:
         newest = (
             await session.execute(
@@ -139,6 +140,7 @@ async def _triage_if_needed(
                     Message.direction == Direction.OUTBOUND.value,
                     Message.received_at > asked_at,
                 )
+                | exists().where(Draft.ticket_id == ticket_id, Draft.source_message_id == latest)
             )
         )
         done = await session.scalar(
