@@ -23,11 +23,16 @@ from fastapi.staticfiles import StaticFiles
 from communication_agent import __version__
 from communication_agent.adapters.factory import provider_opener
 from communication_agent.adapters.reasoning_factory import reasoning_model
+from communication_agent.adapters.webhook_http import webhook_poster
 from communication_agent.api import openapi as openapi_document
 from communication_agent.api.console import UI_DIR
-from communication_agent.api.deps import CurrentActor, get_current_actor
+from communication_agent.api.deps import CurrentActor, bind_log_context, get_current_actor
 from communication_agent.api.errors import install_error_handlers
-from communication_agent.api.middleware import RejectNulInQueryMiddleware, RequestIdMiddleware
+from communication_agent.api.middleware import (
+    RejectNulInQueryMiddleware,
+    RequestIdMiddleware,
+    RequestMetricsMiddleware,
+)
 from communication_agent.api.pages import auth as auth_pages
 from communication_agent.api.pages import board as board_pages
 from communication_agent.api.pages import mailboxes as mailbox_pages
@@ -41,16 +46,18 @@ from communication_agent.api.routes import (
     mailboxes,
     me,
     messages,
+    metrics,
     oauth,
     reports,
     tickets,
+    webhooks,
 )
 from communication_agent.core.config import Settings, load_secret_key
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, get_logger, scrubber
 from communication_agent.core.migrations import ensure_schema
 from communication_agent.models.enums import TicketState
-from communication_agent.services import reasoning_tasks, sending
+from communication_agent.services import reasoning_tasks, sending, webhook_delivery
 from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.background import run_sync_loop
 
@@ -66,6 +73,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secret_key = load_secret_key(settings)
         scrubber.register(settings.database.password)
+        if settings.metrics_token is not None:
+            scrubber.register(settings.metrics_token.get_secret_value())
         engine = create_engine(settings.database, pool_size=settings.db_pool_size)
         try:
             status = await ensure_schema(engine, auto_migrate=settings.should_auto_migrate)
@@ -98,15 +107,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.add_middleware(RejectNulInQueryMiddleware)
+    app.add_middleware(RequestMetricsMiddleware)  # inside the request id: its log line has it
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     openapi_document.install(app)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(_api_router())
     app.include_router(oauth.router)
     app.include_router(_docs_router(app))
     for pages in (auth_pages, board_pages, ticket_pages, mailbox_pages, report_pages):
-        app.include_router(pages.router)
+        app.include_router(pages.router, dependencies=[Depends(bind_log_context)])
     # Our own script, styles and vendored htmx: public (the sign-in page needs them), and
     # nothing in them is about anyone's mail.
     app.mount("/static", StaticFiles(directory=UI_DIR / "static"), name="static")
@@ -116,8 +127,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 def _api_router() -> APIRouter:
     # The router-level dependency is a safety net: a route added without its own auth
     # dependency still refuses anonymous calls (and the route-enumerating test checks both).
-    router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(get_current_actor)])
-    for module in (me, tickets, assistant, drafts, messages, activity, mailboxes, reports):
+    router = APIRouter(
+        prefix=API_PREFIX, dependencies=[Depends(bind_log_context), Depends(get_current_actor)]
+    )
+    for module in (
+        me,
+        tickets,
+        assistant,
+        drafts,
+        messages,
+        activity,
+        mailboxes,
+        reports,
+        webhooks,
+    ):
         router.include_router(module.router)
     return router
 
@@ -168,8 +191,8 @@ def _owner() -> str:
 
 def _background_loops(app: FastAPI, settings: Settings) -> list[Loop | None]:
     """Mailbox polling (when COMMAGENT_SYNC_INTERVAL_SECONDS is set), triage and drafting
-    (COMMAGENT_REASONING_ENABLED), and sending (always: leases keep each entry to one
-    process)."""
+    (COMMAGENT_REASONING_ENABLED), and sending and webhook delivery (always: leases keep each
+    entry to one process)."""
     state = app.state
     sync_loop: Loop | None = None
     if settings.sync_interval_seconds is not None:
@@ -210,4 +233,15 @@ def _background_loops(app: FastAPI, settings: Settings) -> list[Loop | None]:
             stop=stop,
         )
 
-    return [sync_loop, reasoning_loop, sending_loop]
+    def webhook_loop(stop: asyncio.Event) -> Coroutine[Any, Any, None]:
+        return webhook_delivery.run_loop(
+            state.sessionmaker,
+            webhook_poster(settings),
+            state.secret_key.get_secret_value(),
+            webhook_delivery.DeliveryPolicy.from_settings(settings),
+            owner=_owner(),
+            interval=settings.webhook_interval_seconds,
+            stop=stop,
+        )
+
+    return [sync_loop, reasoning_loop, sending_loop, webhook_loop]

@@ -17,8 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from communication_agent.adapters.factory import provider_opener
 from communication_agent.adapters.reasoning_factory import reasoning_model
+from communication_agent.adapters.webhook_http import webhook_poster
 from communication_agent.cli import evaluate as evaluate_cli
 from communication_agent.cli import mailboxes as mailboxes_cli
+from communication_agent.cli import webhooks as webhooks_cli
 from communication_agent.cli.demo import demo
 from communication_agent.cli.mail import import_mail, sync_mail
 from communication_agent.cli.runtime import (
@@ -33,7 +35,13 @@ from communication_agent.core.config import load_secret_key
 from communication_agent.core.db import create_sessionmaker
 from communication_agent.models import ApiToken, User
 from communication_agent.models.enums import Role, TicketState
-from communication_agent.services import reasoning_tasks, sending, users
+from communication_agent.services import (
+    health,
+    reasoning_tasks,
+    sending,
+    users,
+    webhook_delivery,
+)
 from communication_agent.services.actors import Actor
 from communication_agent.services.assistant import AssistantConfig
 from communication_agent.services.auth import IssuedToken
@@ -48,6 +56,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(mailboxes_cli.app, name="mailboxes")
 app.add_typer(evaluate_cli.app, name="eval")
+app.add_typer(webhooks_cli.app, name="webhooks")
 app.command("import")(import_mail)
 app.command("sync")(sync_mail)
 app.command("demo")(demo)
@@ -183,7 +192,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run background work (mailbox sync, triage and drafting, sending) until Ctrl-C or SIGTERM.
+    """Run background work (sync, triage and drafting, sending, webhooks) until Ctrl-C or SIGTERM.
 
     Run as many as you like on PostgreSQL: each mailbox is synced by one worker at a time, and
     each queued ticket is triaged by one."""
@@ -236,8 +245,20 @@ def worker(
                 stop=stop,
             )
         )
+        loops.append(
+            webhook_delivery.run_loop(
+                sessionmaker,
+                webhook_poster(settings),
+                secret_key,
+                webhook_delivery.DeliveryPolicy.from_settings(settings),
+                owner=owner,
+                interval=settings.webhook_interval_seconds,
+                stop=stop,
+            )
+        )
         try:
-            await asyncio.gather(*loops)
+            with health.serve_metrics(settings, sessionmaker):
+                await asyncio.gather(*loops)
         finally:
             if model is not None:
                 await model.aclose()

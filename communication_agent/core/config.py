@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
@@ -23,6 +23,8 @@ from communication_agent.models.schemas.reasoning import DEFAULT_CATEGORIES
 
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 MIN_SECRET_KEY_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
+STALE_AFTER_INTERVALS = 3  # syncs missed before a mailbox counts as stale
 
 
 class ConfigurationError(Exception):
@@ -55,6 +57,24 @@ class Settings(BaseSettings):
     )
     sync_lease_seconds: int = Field(
         default=120, ge=1, le=3600, description="How long a dead syncer blocks its mailbox."
+    )
+    sync_stale_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="A mailbox without a successful sync for this long is stale in /readyz and "
+        "/metrics. Unset: 3 x COMMAGENT_SYNC_INTERVAL_SECONDS when that is set, else never.",
+    )
+    readyz_timeout_seconds: float = Field(
+        default=2.0, gt=0, le=60, description="/readyz gives the database this long to answer."
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="A bearer token for scrapers: it may read /metrics, nothing else."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Where `commagent worker` serves its metrics."
+    )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="`commagent worker` serves metrics on this port."
     )
     gmail_api_url: str = "https://gmail.googleapis.com/gmail/v1"
     google_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
@@ -124,6 +144,31 @@ class Settings(BaseSettings):
         default=5, ge=1, le=100, description="Failed sign-ins per email before a pause."
     )
     login_failure_window_seconds: int = Field(default=900, ge=10, le=86400)
+    webhook_interval_seconds: float = Field(default=2.0, gt=0, le=3600)
+    webhook_lease_seconds: int = Field(
+        default=60, ge=5, le=3600, description="How long a delivering process holds a delivery."
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=60, description="Per delivery attempt, connecting included."
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="First retry delay; doubles per attempt."
+    )
+    webhook_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    webhook_max_attempts: int = Field(default=25, ge=1, le=100)
+    webhook_max_age_seconds: int = Field(
+        default=86400, ge=1, le=7 * 86400, description="Give a delivery up after this long."
+    )
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _metrics_token_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH:
+            raise ValueError(
+                f"COMMAGENT_METRICS_TOKEN must have at least {MIN_METRICS_TOKEN_LENGTH} "
+                "characters, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        return value
 
     @field_validator("triage_categories")
     @classmethod
@@ -131,6 +176,15 @@ class Settings(BaseSettings):
         if "other" not in _split(value):
             raise ValueError("COMMAGENT_TRIAGE_CATEGORIES must include 'other' (the fallback)")
         return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_delivery(self) -> Settings:
+        if self.webhook_lease_seconds <= self.webhook_timeout_seconds:
+            raise ValueError(
+                "COMMAGENT_WEBHOOK_LEASE_SECONDS must be longer than "
+                "COMMAGENT_WEBHOOK_TIMEOUT_SECONDS, or a slow receiver could get an event twice"
+            )
+        return self
 
     @property
     def categories(self) -> list[str]:
@@ -154,6 +208,15 @@ class Settings(BaseSettings):
     @property
     def sync_lease(self) -> timedelta:
         return timedelta(seconds=self.sync_lease_seconds)
+
+    @property
+    def sync_stale_after(self) -> timedelta | None:
+        """When a mailbox counts as stale (see COMMAGENT_SYNC_STALE_SECONDS)."""
+        if self.sync_stale_seconds is not None:
+            return timedelta(seconds=self.sync_stale_seconds)
+        if self.sync_interval_seconds is not None:
+            return timedelta(seconds=STALE_AFTER_INTERVALS * self.sync_interval_seconds)
+        return None
 
     @property
     def database_display(self) -> str:

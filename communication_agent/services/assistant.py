@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from communication_agent.adapters.reasoning import CallRecord, ReasoningModel
+from communication_agent.core import metrics
 from communication_agent.core.config import ConfigurationError, Settings
 from communication_agent.core.db import begin_write
 from communication_agent.models import (
@@ -40,7 +41,7 @@ from communication_agent.models.schemas.reasoning import (
     TicketContext,
     Triage,
 )
-from communication_agent.services import activity, routing, safety
+from communication_agent.services import activity, routing, safety, webhook_events
 from communication_agent.services.actors import Actor
 from communication_agent.services.errors import (
     ConflictError,
@@ -227,6 +228,7 @@ async def triage_ticket(
             f"ticket {ticket_id} has no customer message to triage", ticket_id=ticket_id
         )
     answer = await model.triage(prepared.context)
+    metrics.observe_model_calls(answer.calls)
     async with sessionmaker() as session:
         await begin_write(session)
         record_calls(session, ticket_id, answer.calls)
@@ -336,6 +338,7 @@ async def draft_ticket(
     async with sessionmaker() as session:
         prepared = await prepare(session, ticket_id, config, instruction=instruction)
     answer = await model.propose(prepared.context)
+    metrics.observe_model_calls(answer.calls)
     async with sessionmaker() as session:
         await begin_write(session)
         record_calls(session, ticket_id, answer.calls)
@@ -417,6 +420,9 @@ async def _store_proposal(
             "review_flags": flags,
         },
     )
+    if not stale:
+        ticket = await session.get_one(Ticket, ticket_id)
+        webhook_events.draft_ready(session, ticket, draft)
     return draft
 
 

@@ -21,6 +21,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +31,7 @@ from communication_agent.adapters.mail_provider import (
     ProviderOpener,
     ProviderUnavailableError,
 )
+from communication_agent.core import metrics
 from communication_agent.core.db import begin_write
 from communication_agent.core.logging import get_logger
 from communication_agent.models import (
@@ -43,7 +45,7 @@ from communication_agent.models import (
 )
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Direction, DraftStatus, TicketState
-from communication_agent.services import activity, compose, drafts, work_queue
+from communication_agent.services import activity, compose, drafts, webhook_events, work_queue
 from communication_agent.services.actors import Actor
 from communication_agent.services.background import run_rounds
 from communication_agent.services.state_machine import allowed_targets
@@ -63,6 +65,7 @@ class Claimed:
     draft_id: int
     attempts: int
     owner: str
+    ticket_id: int | None = None  # for the log lines about it
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ async def claim(sessionmaker: SessionMaker, owner: str, lease: timedelta) -> Cla
         )
 
     async def claimed(_session: AsyncSession, entry: OutboxEntry) -> Claimed:
-        return Claimed(entry.id, entry.draft_id, entry.attempts, owner)
+        return Claimed(entry.id, entry.draft_id, entry.attempts, owner, entry.ticket_id)
 
     return await work_queue.claim_oldest(
         sessionmaker, OutboxEntry, due, running="sending", owner=owner, lease=lease, claimed=claimed
@@ -280,6 +283,7 @@ async def _record(
                 "found_after_retry": found,
             },
         )
+        webhook_events.reply_sent(session, ticket, draft, message_id=outgoing.message_id)
         await session.commit()
 
 
@@ -374,13 +378,28 @@ async def run_due(
         entry = await claim(sessionmaker, owner, lease)
         if entry is None:
             break
-        try:
-            await process(sessionmaker, opener, entry, state_after_send=state_after_send)
-        except Exception as exc:  # recorded on the entry; the sender goes on
-            log.exception("send_crashed", outbox_id=entry.id)
-            await _retry_later(sessionmaker, entry, f"unexpected error ({type(exc).__name__})")
+        await _send_one(sessionmaker, opener, entry, state_after_send=state_after_send)
         processed += 1
     return processed
+
+
+async def _send_one(
+    sessionmaker: SessionMaker,
+    opener: ProviderOpener,
+    entry: Claimed,
+    *,
+    state_after_send: TicketState,
+) -> None:
+    """`process` one claimed entry, its ticket id on every log line, and count the outcome."""
+    with structlog.contextvars.bound_contextvars(ticket_id=entry.ticket_id, outbox_id=entry.id):
+        try:
+            outcome = await process(sessionmaker, opener, entry, state_after_send=state_after_send)
+        except Exception as exc:  # recorded on the entry; the sender goes on
+            log.exception("send_crashed")
+            await _retry_later(sessionmaker, entry, f"unexpected error ({type(exc).__name__})")
+            outcome = "error"
+        metrics.SENDS.labels(outcome).inc()
+        log.info("send_processed", outcome=outcome, attempts=entry.attempts)
 
 
 async def run_loop(
