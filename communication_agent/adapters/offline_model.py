@@ -361,7 +361,7 @@ class OfflineReasoningModel:
         return Reasoned(value=value, calls=[meta.record(started, OK)])
 
 
-_NAME = re.compile(r"^[^\W\d_](?:[^\W\d_]|['’.-]){0,40}$")
+_NAME = re.compile("^[^\\W\\d_](?:[^\\W\\d_]|['\\u2019.-]){0,40}$")
 
 
 def _greetable(display_name: str) -> str:

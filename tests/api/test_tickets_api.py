@@ -338,7 +338,6 @@ async def test_nul_characters_and_out_of_range_cursors_are_422_not_500(
     assert response.status_code == 422
 
 
-
 async def test_the_published_sort_values_are_exactly_the_ones_the_service_accepts(
     client: httpx.AsyncClient, factory: Factory
 ) -> None:
