@@ -7,7 +7,8 @@ answered as the single endpoint would answer it) (unknown or malformed parameter
 sending the wrong shape fails here as it would against Google), base64url `raw`, string
 `historyId`s and `internalDate`s, page tokens, and Google's error bodies. Faults are injected
 per route: 429 with Retry-After, 5xx, slow responses, 401 for a revoked access token, OAuth
-`invalid_grant`, and 404 for an expired history id.
+`invalid_grant`, and 404 for an expired history id. `on_request` lets a test act at an exact
+request (kill the client, revoke its grant); `state.faults_delivered` counts injected faults.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
 from http import HTTPStatus
@@ -31,9 +33,10 @@ from urllib.parse import parse_qs, unquote
 import httpx
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tests.live_server import free_port
 
@@ -143,7 +146,13 @@ class GmailState:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, list[str]]]] = field(default_factory=list)
     token_lifetime: int = 3600
+    faults_delivered: int = 0  # requests a fault answered or slowed down
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> list[StoredMessage]:
+        """The messages now (tests add mail from other threads while requests are served)."""
+        with self.lock:
+            return list(self.messages.values())
 
 
 class GmailTestServer:
@@ -158,11 +167,19 @@ class GmailTestServer:
         self.token_url = f"{self.base_url}/token"
         self.auth_url = f"{self.base_url}/o/oauth2/auth"
         config = uvicorn.Config(
-            _build_app(self), host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            _QuietDisconnects(_build_app(self)),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.deny_consent = False
+        # Called in the server's thread with each request's route ("messages.get", "batch",
+        # "token", ...; "messages.send.accepted" once a sent message is stored), before the
+        # request is answered: a test can act at an exact point of a client's work.
+        self.on_request: Callable[[str], None] | None = None
 
     def __enter__(self) -> GmailTestServer:
         self._thread.start()
@@ -233,6 +250,25 @@ class GmailTestServer:
     def calls(self, route: str) -> int:
         return sum(1 for name, _path, _query in self.state.requests if name == route)
 
+    def observe(self, route: str, path: str, query: dict[str, list[str]]) -> None:
+        self.state.requests.append((route, path, query))
+        if self.on_request is not None:
+            self.on_request(route)
+
+
+class _QuietDisconnects:
+    """A client that dies while sending its request (the crash tests kill them) is no error
+    of this server's: nothing to log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except ClientDisconnect:
+            return
+
 
 def _build_app(server: GmailTestServer) -> Starlette:
     state = server.state
@@ -244,6 +280,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
             fault.times -= 1
             if fault.times <= 0:
                 state.faults.remove(fault)
+            state.faults_delivered += 1
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if fault.status is None:
@@ -256,7 +293,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
 
     def check_params(route: str, request: Request) -> Response | None:
         query = {k: request.query_params.getlist(k) for k in request.query_params}
-        state.requests.append((route, request.url.path, query))
+        server.observe(route, request.url.path, query)
         for name in query:
             if name not in ACCEPTED[route] and name not in STANDARD_PARAMS:
                 return error_response(
@@ -302,7 +339,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
             {
                 "emailAddress": state.address,
                 "messagesTotal": len(state.messages),
-                "threadsTotal": len({m.thread_id for m in state.messages.values()}),
+                "threadsTotal": len({m.thread_id for m in state.snapshot()}),
                 "historyId": str(state.history_id),
             }
         )
@@ -333,7 +370,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
             return problem
         size = int(request.query_params.get("maxResults", "100"))
         ordered = sorted(
-            (m for m in state.messages.values() if visible(m, request)),
+            (m for m in state.snapshot() if visible(m, request)),
             key=lambda m: m.internal_date_ms,
             reverse=True,
         )
@@ -376,7 +413,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
             return error_response(404)
         size = int(request.query_params.get("maxResults", "100"))
         added = sorted(
-            (m for m in state.messages.values() if m.history_id > start_id),
+            (m for m in state.snapshot() if m.history_id > start_id),
             key=lambda m: m.history_id,
         )
         offset = _offset(request.query_params.get("pageToken"))
@@ -414,6 +451,8 @@ def _build_app(server: GmailTestServer) -> Starlette:
         if "@" not in str(headers.get("To", "")):
             return error_response(400, "Invalid To header")
         sent = server.add_message(raw, thread_id=payload.get("threadId"), labels=("SENT",))
+        if server.on_request is not None:
+            server.on_request("messages.send.accepted")
         # "messages.send.accepted": a fault after Gmail stored the message, as when the
         # connection drops before the answer arrives (status), or the answer is slow (delay).
         if (lost := await apply_fault("messages.send.accepted")) is not None:
@@ -423,16 +462,14 @@ def _build_app(server: GmailTestServer) -> Starlette:
     async def token(request: Request) -> Response:
         form = {k: v[-1] for k, v in parse_qs((await request.body()).decode()).items()}
         client_id, client_secret = _client_credentials(request, form)
-        state.requests.append(
-            (
-                "token",
-                "/token",
-                {
-                    k: [str(v)]
-                    for k, v in form.items()
-                    if k not in {"refresh_token", "code", "client_secret"}
-                },
-            )
+        server.observe(
+            "token",
+            "/token",
+            {
+                k: [str(v)]
+                for k, v in form.items()
+                if k not in {"refresh_token", "code", "client_secret"}
+            },
         )
         fault = await apply_fault("token")
         if fault is not None:
@@ -522,7 +559,7 @@ def _build_app(server: GmailTestServer) -> Starlette:
 
     async def batch(request: Request) -> Response:
         """Split the batch, run each inner call through this same app, and join the answers."""
-        state.requests.append(("batch", request.url.path, {}))
+        server.observe("batch", request.url.path, {})
         if (fault := await apply_fault("batch")) is not None:
             return fault
         match = re.search(r'boundary="?([^";]+)"?', request.headers.get("content-type", ""))
@@ -615,7 +652,7 @@ def _message_id(raw: bytes) -> str:
 
 
 def sent_messages(server: GmailTestServer) -> list[StoredMessage]:
-    return [m for m in server.state.messages.values() if "SENT" in m.labels]
+    return [m for m in server.state.snapshot() if "SENT" in m.labels]
 
 
 def _client_credentials(request: Request, form: Any) -> tuple[str, str]:
