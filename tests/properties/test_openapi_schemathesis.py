@@ -49,6 +49,8 @@ def test_no_operation_answers_5xx_or_off_its_own_schema(settings: Settings, tmp_
         google_auth_url="http://127.0.0.1:9/auth",
         google_token_url="http://127.0.0.1:9/token",
         gmail_api_url="http://127.0.0.1:9/gmail/v1",
+        # The fuzzer creates webhook endpoints with made-up URLs: nothing may ever post to one.
+        webhook_interval_seconds="3600",
     )
     created = run_cli("users", "create", "admin@company.example", "--role", "admin",
                       stdin="fuzzing-password-1234\n", env=env)  # fmt: skip

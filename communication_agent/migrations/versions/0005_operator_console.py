@@ -44,9 +44,6 @@ def upgrade() -> None:
     op.create_index(
         "ix_tickets_state_updated_at_id", "tickets", ["state", "updated_at", "id"], unique=False
     )
-    # The board's counts read this (deduplicated, tiny) index instead of the table.
-    op.drop_index("ix_tickets_state_id", table_name="tickets")
-    op.create_index("ix_tickets_state", "tickets", ["state"], unique=False)
     op.create_index("ix_tickets_created_at_id", "tickets", ["created_at", "id"], unique=False)
     op.create_index(
         "ix_tickets_contact_id_created_at", "tickets", ["contact_id", "created_at"], unique=False
@@ -56,8 +53,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_tickets_contact_id_created_at", table_name="tickets")
     op.drop_index("ix_tickets_created_at_id", table_name="tickets")
-    op.drop_index("ix_tickets_state", table_name="tickets")
-    op.create_index("ix_tickets_state_id", "tickets", ["state", "id"], unique=False)
     op.drop_index("ix_tickets_state_updated_at_id", table_name="tickets")
     op.drop_index("ix_login_failures_key_at", table_name="login_failures")
     op.drop_table("login_failures")
