@@ -1,5 +1,6 @@
 """The crash campaign: many seeded trials of `tests.crash_harness`, SIGKILL at random points of
-sync and send, then every invariant checked. Exits 1 when any trial broke one.
+sync and send, then every invariant checked. Exits 1 when a trial broke one (and stops there
+unless `--keep-going`).
 
     .venv/bin/python -m bench.crash_campaign --trials 50
     .venv/bin/python -m bench.crash_campaign --trials 50 --database postgresql://postgres@127.0.0.1:5432/test
@@ -36,6 +37,8 @@ async def campaign(
     databases: PostgresScratch | SqliteTemplate,
     size: TrialSize,
     workdir: Path,
+    *,
+    keep_going: bool,
 ) -> list[TrialResult]:
     results = []
     for n in range(trials):
@@ -50,6 +53,9 @@ async def campaign(
         )
         results.append(result)
         print(_line(n, result), flush=True)
+        if result.violations and not keep_going:
+            print("stopping at the first trial with violations (--keep-going runs them all)")
+            break
     return results
 
 
@@ -103,6 +109,7 @@ def main() -> None:
         "--send-faults", action="store_true", help="also 5xx on send (15 s retries)"
     )
     parser.add_argument("--keep", action="store_true", help="keep logs and SQLite files")
+    parser.add_argument("--keep-going", action="store_true", help="run every trial regardless")
     args = parser.parse_args()
     size = TrialSize(
         conversations=CAMPAIGN_SIZE.conversations,
@@ -119,7 +126,9 @@ def main() -> None:
         databases = SqliteTemplate(workdir)
     databases.create()
     try:
-        results = asyncio.run(campaign(args.trials, args.seed, databases, size, workdir))
+        results = asyncio.run(
+            campaign(args.trials, args.seed, databases, size, workdir, keep_going=args.keep_going)
+        )
     finally:
         if isinstance(databases, PostgresScratch):
             databases.drop()

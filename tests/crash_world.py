@@ -59,6 +59,9 @@ class _Conversation:
 
 
 class SupportWorld:
+    """One trial's mailbox, customers and operator; `expected` is what the invariants are
+    checked against."""
+
     def __init__(
         self,
         rng: random.Random,

@@ -27,7 +27,7 @@ from tests.mail import raw_email
 
 SessionMaker = async_sessionmaker[AsyncSession]
 SEED = 20261125
-TRIALS = 3
+TRIALS = 4
 SUITE_SIZE = TrialSize(conversations=6, arrivals=2, kills=2)
 
 
