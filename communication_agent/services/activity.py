@@ -6,7 +6,6 @@ with the change it describes, which is what makes the log trustworthy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.models import ActivityEntry, Ticket
 from communication_agent.services.actors import Actor
-from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
+from communication_agent.services.pagination import Page, newest_first_page
 
 
 def record(
@@ -100,16 +99,11 @@ async def list_activity(
 ) -> Page[ActivityEntry]:
     """Newest first. The cursor is the last id seen, so pages never repeat or skip entries even
     while new ones are being written."""
-    query: Select[ActivityEntry] = select(ActivityEntry).order_by(ActivityEntry.id.desc())
+    query: Select[ActivityEntry] = select(ActivityEntry)
     if ticket_id is not None:
         query = query.where(ActivityEntry.ticket_id == ticket_id)
     if action is not None:
         query = query.where(ActivityEntry.action == action)
     if actor_user_id is not None:
         query = query.where(ActivityEntry.actor_user_id == actor_user_id)
-    if cursor is not None:
-        query = query.where(ActivityEntry.id < decode_id_cursor(cursor))
-    rows: Sequence[ActivityEntry] = (await session.scalars(query.limit(limit + 1))).all()
-    items = list(rows[:limit])
-    next_cursor = encode_id_cursor(items[-1].id) if len(rows) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    return await newest_first_page(session, query, ActivityEntry.id, cursor=cursor, limit=limit)

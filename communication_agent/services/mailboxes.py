@@ -17,7 +17,7 @@ from communication_agent.services import activity
 from communication_agent.services.actors import Actor
 from communication_agent.services.credentials import encrypt_credentials
 from communication_agent.services.errors import InvalidInputError, NotFoundError
-from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
+from communication_agent.services.pagination import Page, newest_first_page
 from communication_agent.services.users import normalise_email
 
 
@@ -130,17 +130,9 @@ async def list_quarantine(
     session: AsyncSession, mailbox_id: int, *, cursor: str | None, limit: int
 ) -> Page[QuarantinedMessage]:
     await get_mailbox(session, mailbox_id)
-    query = (
-        select(QuarantinedMessage)
-        .where(QuarantinedMessage.mailbox_id == mailbox_id)
-        .order_by(QuarantinedMessage.id.desc())
-    )
-    if cursor:
-        query = query.where(QuarantinedMessage.id < decode_id_cursor(cursor))
-    rows = list((await session.scalars(query.limit(limit + 1))).all())
-    items = rows[:limit]
-    return Page(
-        items=items, next_cursor=encode_id_cursor(items[-1].id) if len(rows) > limit else None
+    query = select(QuarantinedMessage).where(QuarantinedMessage.mailbox_id == mailbox_id)
+    return await newest_first_page(
+        session, query, QuarantinedMessage.id, cursor=cursor, limit=limit
     )
 
 

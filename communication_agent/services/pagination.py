@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeGuard, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from communication_agent.services.errors import InvalidInputError
@@ -96,3 +97,23 @@ def after_keyset(
     if descending:
         return or_(column < value, and_(column == value, id_column < last_id))
     return or_(column > value, and_(column == value, id_column > last_id))
+
+
+async def newest_first_page(
+    session: AsyncSession,
+    query: Select[T],
+    id_column: InstrumentedAttribute[int],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[T]:
+    """One page of `query` (already filtered) newest id first. The cursor is the last id seen,
+    so pages never repeat or skip rows even while new ones are being written."""
+    query = query.order_by(id_column.desc())
+    if cursor is not None:
+        query = query.where(id_column < decode_id_cursor(cursor))
+    rows = list((await session.scalars(query.limit(limit + 1))).all())
+    items = rows[:limit]
+    if len(rows) <= limit:
+        return Page(items=items, next_cursor=None)
+    return Page(items=items, next_cursor=encode_id_cursor(getattr(items[-1], id_column.key)))

@@ -24,7 +24,7 @@ from communication_agent.services import activity
 from communication_agent.services.actors import Actor
 from communication_agent.services.credentials import encrypt_credentials
 from communication_agent.services.errors import ConflictError, InvalidInputError, NotFoundError
-from communication_agent.services.pagination import Page, decode_id_cursor, encode_id_cursor
+from communication_agent.services.pagination import Page, newest_first_page
 from communication_agent.services.webhook_events import EVENT_TYPES
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
@@ -218,19 +218,14 @@ async def list_deliveries(
     limit: int = 50,
 ) -> Page[WebhookDelivery]:
     """Newest first; the cursor is the last id seen."""
-    query: Select[WebhookDelivery] = select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
+    query: Select[WebhookDelivery] = select(WebhookDelivery)
     if endpoint_id is not None:
         query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     if status is not None:
         query = query.where(WebhookDelivery.status == status)
     if event_type is not None:
         query = query.where(WebhookDelivery.event_type == event_type)
-    if cursor is not None:
-        query = query.where(WebhookDelivery.id < decode_id_cursor(cursor))
-    rows = list((await session.scalars(query.limit(limit + 1))).all())
-    items = rows[:limit]
-    next_cursor = encode_id_cursor(items[-1].id) if len(rows) > limit else None
-    return Page(items=items, next_cursor=next_cursor)
+    return await newest_first_page(session, query, WebhookDelivery.id, cursor=cursor, limit=limit)
 
 
 async def get_delivery(session: AsyncSession, delivery_id: int) -> WebhookDelivery:
