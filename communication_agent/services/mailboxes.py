@@ -33,6 +33,11 @@ class MailboxHealth:
         return self.mailbox.lease_owner is not None and expires is not None and expires > utcnow()
 
 
+async def all_mailboxes(session: AsyncSession) -> Sequence[Mailbox]:
+    """Every mailbox in creation order, without the health counts (for filter menus)."""
+    return (await session.scalars(select(Mailbox).order_by(Mailbox.id))).all()
+
+
 async def list_mailboxes(
     session: AsyncSession, mailbox_id: int | None = None
 ) -> list[MailboxHealth]:

@@ -100,7 +100,7 @@ async def board_page(
         nav="board",
         columns=columns,
         query=query,
-        mailboxes=[h.mailbox for h in await mailboxes.list_mailboxes(session)],
+        mailboxes=await mailboxes.all_mailboxes(session),
         categories=categories,
         priorities=list(Priority),
         refresh_seconds=REFRESH_SECONDS,

@@ -70,6 +70,6 @@ async def reports_page(
             "backlog": backlog,
             "acceptance": accepted,
         },
-        mailboxes=[h.mailbox for h in await mailboxes.list_mailboxes(session)],
+        mailboxes=await mailboxes.all_mailboxes(session),
         csv_url="/api/v1/reports/summary.csv?" + urlencode(query),
     )
