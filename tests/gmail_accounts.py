@@ -10,26 +10,24 @@ faults and request log (`gmail.accounts[address]`).
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-import uvicorn
 from starlette.types import ASGIApp
 
 from tests.gmail_server import GmailTestServer, _build_app
-from tests.live_server import free_port
+from tests.loopback_server import LoopbackServer
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 
 
-class GmailAccounts:
+class GmailAccounts(LoopbackServer):
     """Start with `with GmailAccounts(["a@x", "b@x"]) as gmail:`; one OAuth client for all."""
 
     def __init__(self, addresses: Iterable[str]) -> None:
+        super().__init__()
         self.accounts: dict[str, GmailTestServer] = {}
         self._apps: list[tuple[GmailTestServer, ASGIApp]] = []
         for address in addresses:
@@ -37,32 +35,9 @@ class GmailAccounts:
             account.state.address = address
             self.accounts[address] = account
             self._apps.append((account, _build_app(account)))
-        self.port = free_port()
         base_url = f"http://127.0.0.1:{self.port}"
         self.api_url, self.token_url = f"{base_url}/gmail/v1", f"{base_url}/token"
-        config = uvicorn.Config(
-            self._route,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            interface="asgi3",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> GmailAccounts:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("Gmail test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._serve(self._route, interface="asgi3")
 
     def client_settings(self) -> dict[str, str]:
         """The settings (COMMAGENT_ names, lower case) that point the app at these accounts."""

@@ -31,14 +31,13 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tests.live_server import free_port
+from tests.loopback_server import LoopbackServer
 
 # Query parameters each method accepts (from the discovery document), plus the standard ones.
 STANDARD_PARAMS = {
@@ -155,44 +154,23 @@ class GmailState:
             return list(self.messages.values())
 
 
-class GmailTestServer:
+class GmailTestServer(LoopbackServer):
     """Start with `with GmailTestServer() as gmail:`; `gmail.api_url` and `gmail.token_url`."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = GmailState()
         self._ids = itertools.count(1)
-        self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.base_url}/gmail/v1"
         self.token_url = f"{self.base_url}/token"
         self.auth_url = f"{self.base_url}/o/oauth2/auth"
-        config = uvicorn.Config(
-            _QuietDisconnects(_build_app(self)),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._serve(_QuietDisconnects(_build_app(self)))
         self.deny_consent = False
         # Called in the server's thread with each request's route ("messages.get", "batch",
         # "token", ...; "messages.send.accepted" once a sent message is stored), before the
         # request is answered: a test can act at an exact point of a client's work.
         self.on_request: Callable[[str], None] | None = None
-
-    def __enter__(self) -> GmailTestServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("Gmail test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
     # --- arranging the mailbox -------------------------------------------------------------
 

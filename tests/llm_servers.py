@@ -18,15 +18,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.live_server import free_port
+from tests.loopback_server import LoopbackServer
 
 Responder = Callable[[dict[str, Any]], str]
 NOT_SCRIPTED = "No response is scripted: call enqueue(content) or set responder"
@@ -53,7 +52,7 @@ class InvalidRequestError(Exception):
         self.message, self.param, self.code = message, param, code
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackServer):
     """What both servers share: the uvicorn thread, scripted answers, faults, the request log."""
 
     path = ""
@@ -61,7 +60,7 @@ class ScriptedServer:
     unparsable = ""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
         self.responder: Responder | None = None
         self._answers: deque[str] = deque()
@@ -69,29 +68,7 @@ class ScriptedServer:
         self._arrived = 0
         self._lock = threading.Lock()
         app = Starlette(routes=[Route(self.path, self._endpoint, methods=["POST"])])
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,  # requests still sleeping in a `delay` fault
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{type(self).__name__} did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        self._serve(app, timeout_graceful_shutdown=1)  # requests still sleeping in a `delay`
 
     def enqueue(self, content: str) -> None:
         """The content of a later answer (first in, first out)."""

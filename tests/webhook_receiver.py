@@ -17,15 +17,14 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.live_server import free_port
+from tests.loopback_server import LoopbackServer
 
 REPLAY_WINDOW_SECONDS = 300
 
@@ -70,42 +69,20 @@ class Received:
         return data
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """`with WebhookReceiver() as hooks:`; register `hooks.url()` as an endpoint."""
 
     def __init__(self, secret: str | None = None) -> None:
-        self.port = free_port()
+        super().__init__()
         self.secret = secret  # set it once the endpoint's secret is known
         self.received: list[Received] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=["POST"])])
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,  # requests still sleeping in a `delay` fault
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._serve(app, timeout_graceful_shutdown=1)  # requests still sleeping in a `delay`
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("WebhookReceiver did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
 
     def inject(self, fault: Fault) -> None:
         with self._lock:
