@@ -100,3 +100,19 @@ def messages(n: int, seed: int = 7) -> Iterator[tuple[bytes, str, tuple[str, ...
                     payload, maintype="application", subtype="pdf", filename=f"scan-{i}.pdf"
                 )
         yield message.as_bytes(), thread_id, ("INBOX",)
+
+
+def questions(n: int, seed: int = 11) -> Iterator[tuple[bytes, str, tuple[str, ...]]]:
+    """Yield (raw, thread id, labels): n plain questions, each from its own customer in its own
+    thread, so a sync makes n tickets that each wait for one reply (the sending benchmark)."""
+    rng = random.Random(seed)  # noqa: S311  (benchmark data, not secrets)
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    for i in range(n):
+        message = EmailMessage()
+        message["From"] = f"Customer {i} <customer{i}@example.org>"
+        message["To"] = "support@company.example"
+        message["Date"] = format_datetime(start + timedelta(minutes=i))
+        message["Message-ID"] = f"<question-{i}@mail.example.org>"
+        message["Subject"] = f"{rng.choice(WORDS).capitalize()} {rng.choice(WORDS)} #{i}"
+        message.set_content(_text(rng, rng.randint(30, 200)))
+        yield message.as_bytes(), f"q{i:08x}", ("INBOX",)

@@ -2,17 +2,21 @@
 
     .venv/bin/python -m bench.reasoning            # 2,000 tickets
     .venv/bin/python -m bench.reasoning --n 5000
+    .venv/bin/python -m bench.reasoning --n 500 --json /tmp/reasoning.json
 
 Two figures: the adapter alone (triage and proposal for a prepared context, validation
 included), and the whole background path on SQLite (claim a queued task, read the ticket,
 triage, route, draft, write results, model-call records and log entries). The tickets are the
 labelled development set's emails, cycled. Target: over 200 tickets/second (adapter).
+`--json` also writes both figures and the process's peak RSS (both parts, set-up included).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import resource
 import tempfile
 import time
 from datetime import timedelta
@@ -104,6 +108,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--n", type=int, default=2000, help="tickets (default 2,000)")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     alone = asyncio.run(adapter(args.n))
     print(f"offline adapter, triage + draft:         {alone:8.0f} tickets/s  (n={args.n})")
@@ -111,6 +116,13 @@ def main() -> None:
     print(
         f"background path on SQLite (queue to DB): {whole:8.0f} tickets/s  (n={min(args.n, 1000)})"
     )
+    if args.json:
+        figures = {
+            "adapter": {"n": args.n, "tickets_per_second": round(alone, 1)},
+            "pipeline": {"n": min(args.n, 1000), "tickets_per_second": round(whole, 1)},
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        }
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":
