@@ -15,7 +15,7 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
 # COMMAGENT_SYNC_INTERVAL_SECONDS wins.
 SYNC_INTERVAL ?= 30
 
-.PHONY: run test lint typecheck test-sqlite test-postgres venv clean browser
+.PHONY: run test lint typecheck test-sqlite test-postgres venv clean browser bench
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -65,6 +65,11 @@ test-postgres: $(STAMP) browser
 	COMMAGENT_TEST_DATABASE_URL=$(TEST_PG_URL) $(BIN)/pytest
 
 test: lint typecheck test-sqlite test-postgres
+
+# Every benchmark in its own process, one table (bench/run.py; `python -m bench.run --quick` for
+# smaller sizes). Its PostgreSQL rows use scratch databases on the local server.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
