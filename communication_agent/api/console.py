@@ -7,6 +7,7 @@ the `X-CSRF-Token` header. A request without a valid session is sent to the sign
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from urllib.parse import quote
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from communication_agent.api.deps import (
     CSRF_FIELD,
@@ -209,7 +211,16 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-templates.env.globals["allowed_targets"] = lambda state: allowed_targets(TicketState(state))
+@functools.cache
+def _move_options(state: str) -> Markup:
+    """The `<option>`s of a card's "move to" menu: the same for every card in a state."""
+    return Markup("").join(
+        Markup('<option value="{}">{}</option>').format(s.value, s.value.replace("_", " "))
+        for s in allowed_targets(TicketState(state))
+    )
+
+
+templates.env.globals["move_options"] = _move_options
 templates.env.filters["age"] = _age
 templates.env.filters["when"] = _when
 templates.env.filters["filesize"] = _filesize

@@ -59,6 +59,25 @@ def alembic_config() -> Config:
     return config
 
 
+IncludeObject = Callable[[object, str | None, str, bool, object | None], bool]
+
+
+def objects_for(dialect_name: str) -> IncludeObject:
+    """Alembic's `include_object` for comparing a `dialect_name` database with the models: an
+    index the models declare for another dialect only (`ddl_if`, the PostgreSQL trigram
+    indexes) is not expected there."""
+
+    def include(
+        obj: object, _name: str | None, type_: str, reflected: bool, _compare_to: object | None
+    ) -> bool:
+        if type_ != "index" or reflected:
+            return True
+        condition = getattr(obj, "_ddl_if", None)
+        return condition is None or condition.dialect in (None, dialect_name)
+
+    return include
+
+
 @functools.cache
 def _revisions() -> tuple[str, frozenset[str]]:
     """The head and every revision the package ships. Read once per process: loading the

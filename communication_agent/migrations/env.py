@@ -4,6 +4,7 @@ an open connection; the engine is async, so the connection comes from `AsyncConn
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from communication_agent.core.migrations import objects_for
 from communication_agent.models import Base
 
 target_metadata = Base.metadata
@@ -18,6 +19,7 @@ def run_migrations(connection: Connection) -> None:
         # migration leaves the schema as it was instead of half-applied.
         transactional_ddl=True,
         compare_type=True,
+        include_object=objects_for(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
+from sqlalchemy import JSON, DateTime, Index, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
@@ -53,3 +53,16 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime()}
+
+
+def trigram_index(name: str, *columns: str) -> Index:
+    """A PostgreSQL trigram (GIN `gin_trgm_ops`) index over text columns, which lets
+    `ILIKE '%words%'` use an index instead of reading every row (the ticket search).
+
+    PostgreSQL only: SQLite would build a plain B-tree over the whole text, which no search can
+    use. `communication_agent.core.migrations.include_object` skips it when comparing a SQLite
+    schema with the models. Migration 0008 creates the `pg_trgm` extension it needs.
+    """
+    ops = dict.fromkeys(columns, "gin_trgm_ops")
+    index = Index(name, *columns, postgresql_using="gin", postgresql_ops=ops)
+    return index.ddl_if(dialect="postgresql")

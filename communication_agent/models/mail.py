@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from communication_agent.models.base import Base, JSONType, utcnow
+from communication_agent.models.base import Base, JSONType, trigram_index, utcnow
 
 if TYPE_CHECKING:
     from communication_agent.models.tickets import Ticket
@@ -47,6 +47,7 @@ class Contact(Base):
     """A customer, identified by email address (stored lower-cased)."""
 
     __tablename__ = "contacts"
+    __table_args__ = (trigram_index("ix_contacts_search_trgm", "email", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
@@ -68,6 +69,7 @@ class Message(Base):
         UniqueConstraint("mailbox_id", "message_id_header"),
         Index("ix_messages_ticket_id_sent_at", "ticket_id", "sent_at"),
         Index("ix_messages_mailbox_id_provider_thread_id", "mailbox_id", "provider_thread_id"),
+        trigram_index("ix_messages_search_trgm", "body_text", "subject"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

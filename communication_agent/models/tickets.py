@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from communication_agent.models.base import Base, JSONType, utcnow
+from communication_agent.models.base import Base, JSONType, trigram_index, utcnow
 from communication_agent.models.enums import Priority, TicketState
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ class Ticket(Base):
         # PostgreSQL counts 100,000 tickets with an index-only scan (7 ms, against 17 ms for a
         # scan of the table). It replaces `(state, id)`, which no query orders by any more.
         Index("ix_tickets_state", "state"),
+        trigram_index("ix_tickets_subject_trgm", "subject"),
         Index("ix_tickets_created_at_id", "created_at", "id"),
         Index("ix_tickets_contact_id_created_at", "contact_id", "created_at"),
     )

@@ -15,7 +15,10 @@ from tests.factories import Factory
 
 async def test_migrations_produce_exactly_the_models_schema(engine: AsyncEngine) -> None:
     def diff(connection: Connection) -> list[object]:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        include = migrations.objects_for(connection.dialect.name)
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": include}
+        )
         return list(compare_metadata(context, Base.metadata))
 
     async with engine.connect() as conn:

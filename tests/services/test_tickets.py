@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from communication_agent.models import ActivityEntry, Ticket
+from communication_agent.models import ActivityEntry, Message, Ticket
 from communication_agent.models.base import utcnow
 from communication_agent.models.enums import Priority, Role, TicketState
 from communication_agent.services import tickets
@@ -201,7 +201,24 @@ async def test_text_search_covers_subject_customer_and_message_body(
 ) -> None:
     by_subject = await factory.ticket(subject="Refund for order")
     by_customer = await factory.ticket(customer_name="Zoë Wanderer")
+    by_address = await factory.ticket(customer_email="accounts@globex-example.org")
     by_body = await factory.ticket(body="My invoice shows 100% VAT_rate twice")
+    two_messages = await factory.ticket(subject="Printer", body="first message")
+    session.add(
+        Message(
+            ticket_id=two_messages.id,
+            mailbox_id=two_messages.mailbox_id,
+            direction="inbound",
+            from_address="casey@example.org",
+            from_name="Casey",
+            to_addresses=[],
+            subject="Re: Printer",
+            received_at=utcnow(),
+            body_text="second message about the toner",
+            new_content_text="second message about the toner",
+        )
+    )
+    await session.commit()
     await factory.ticket(subject="Unrelated", body="nothing here")
 
     async def ids(text: str) -> set[int]:
@@ -209,7 +226,9 @@ async def test_text_search_covers_subject_customer_and_message_body(
 
     assert await ids("refund") == {by_subject.id}
     assert await ids("wanderer") == {by_customer.id}
+    assert await ids("globex") == {by_address.id}
     assert await ids("INVOICE") == {by_body.id}
+    assert await ids("toner") == {two_messages.id}  # any message, not only the first
     # LIKE wildcards in the query are matched literally, not as patterns
     assert await ids("100%") == {by_body.id}
     assert await ids("T_r") == {by_body.id}
