@@ -44,6 +44,7 @@ from communication_agent.adapters.mail_provider import (
     ProviderUnavailableError,
     ReauthorisationRequiredError,
 )
+from communication_agent.adapters.tls import client_tls
 
 SKIPPED_LABELS = {"DRAFT", "SPAM", "TRASH", "CHAT", "CATEGORY_PROMOTIONS", "CATEGORY_SOCIAL"}
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded"}
@@ -77,7 +78,9 @@ class GmailProvider:
         self.page_size = page_size
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
-        self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=16))
+        self.http = httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=16), verify=client_tls()
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()

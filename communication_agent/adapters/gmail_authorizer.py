@@ -7,6 +7,7 @@ import httpx
 from communication_agent.adapters.google_oauth import GoogleOAuthClient
 from communication_agent.adapters.mail_provider import ProviderError
 from communication_agent.adapters.mailbox_authorizer import Grant
+from communication_agent.adapters.tls import client_tls
 
 
 class GmailAuthorizer:
@@ -24,7 +25,7 @@ class GmailAuthorizer:
         )
 
     async def complete(self, *, code: str, redirect_uri: str, code_verifier: str) -> Grant:
-        async with httpx.AsyncClient(timeout=self.timeout) as http:
+        async with httpx.AsyncClient(timeout=self.timeout, verify=client_tls()) as http:
             token = await self.oauth.exchange_code(
                 http, code=code, redirect_uri=redirect_uri, code_verifier=code_verifier
             )

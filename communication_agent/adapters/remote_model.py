@@ -26,6 +26,7 @@ from communication_agent.adapters.reasoning import (
     Reasoned,
     structured_attempts,
 )
+from communication_agent.adapters.tls import client_tls
 from communication_agent.models.schemas.reasoning import (
     Proposal,
     TicketContext,
@@ -56,7 +57,7 @@ class RemoteModel:
         self.attempts = attempts
         self.retry = retry or RetryPolicy(attempts=4)
         self.sleep = sleep
-        self.http = httpx.AsyncClient(timeout=timeout, headers=headers)
+        self.http = httpx.AsyncClient(timeout=timeout, headers=headers, verify=client_tls())
 
     async def aclose(self) -> None:
         await self.http.aclose()

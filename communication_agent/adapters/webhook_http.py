@@ -16,6 +16,7 @@ import httpx
 
 from communication_agent import __version__
 from communication_agent.adapters.http_retry import retry_after_seconds
+from communication_agent.adapters.tls import client_tls
 from communication_agent.core.config import Settings
 
 RESPONSE_EXCERPT = 300
@@ -42,7 +43,10 @@ class HttpWebhookPoster:
     def __init__(self, *, timeout: float, user_agent: str) -> None:
         self.timeout = timeout
         self.http = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, headers={"User-Agent": user_agent}
+            timeout=timeout,
+            follow_redirects=False,
+            headers={"User-Agent": user_agent},
+            verify=client_tls(),
         )
 
     async def aclose(self) -> None:
