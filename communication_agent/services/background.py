@@ -97,17 +97,26 @@ async def run_rounds(
     owner: str,
     interval: float,
     stop: asyncio.Event,
+    full_round: int | None = None,
     **started: object,
 ) -> None:
     """Rounds of `one_round` until `stop` is set, `interval` seconds apart: the shape of every
     background loop (sync, triage and drafting, sending). A round that fails unexpectedly is
-    logged, not fatal: a database outage must not end the loop for good."""
+    logged, not fatal: a database outage must not end the loop for good.
+
+    A round that returns `full_round` or more (it stopped at its batch limit, so more work is
+    probably waiting) is followed at once: with a backlog, pausing after every batch capped a
+    sender at 25 replies a second whatever the provider could take.
+    """
     log.info(f"{name}_loop_started", owner=owner, **started)
     while not stop.is_set():
+        done: object = 0
         try:
-            await one_round()
+            done = await one_round()
         except Exception:
             log.exception(f"{name}_round_failed", owner=owner)
+        if full_round is not None and isinstance(done, int) and done >= full_round:
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
     log.info(f"{name}_loop_stopped", owner=owner)

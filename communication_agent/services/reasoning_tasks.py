@@ -30,6 +30,7 @@ from communication_agent.services.background import run_rounds
 from communication_agent.services.errors import DomainError
 
 log = get_logger(__name__)
+REASONING_BATCH = 50  # tasks a round; a full round is followed at once (see run_rounds)
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
 MAX_ATTEMPTS = 6
 FIRST_RETRY = timedelta(seconds=30)
@@ -205,7 +206,7 @@ async def run_due(
     *,
     owner: str,
     lease: timedelta,
-    limit: int = 50,
+    limit: int = REASONING_BATCH,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Work through due tasks (at most `limit`, and none once `stop` is set); returns how many
@@ -236,5 +237,11 @@ async def run_loop(
         return await run_due(sessionmaker, model, config, owner=owner, lease=lease, stop=stop)
 
     await run_rounds(
-        "reasoning", one_round, owner=owner, interval=interval, stop=stop, provider=model.provider
+        "reasoning",
+        one_round,
+        owner=owner,
+        interval=interval,
+        stop=stop,
+        full_round=REASONING_BATCH,
+        provider=model.provider,
     )

@@ -54,6 +54,7 @@ from communication_agent.services.tickets import apply_transition
 log = get_logger(__name__)
 SENDER = Actor.system("sender")
 MAX_ATTEMPTS = 8
+SEND_BATCH = 50  # entries a round; a full round is followed at once (see run_rounds)
 FIRST_RETRY = timedelta(seconds=15)
 MAX_RETRY = timedelta(minutes=30)
 SessionMaker = async_sessionmaker[AsyncSession]
@@ -370,7 +371,7 @@ async def run_due(
     owner: str,
     lease: timedelta,
     state_after_send: TicketState,
-    limit: int = 50,
+    limit: int = SEND_BATCH,
     stop: asyncio.Event | None = None,
 ) -> int:
     processed = 0
@@ -424,4 +425,6 @@ async def run_loop(
             stop=stop,
         )
 
-    await run_rounds("sender", one_round, owner=owner, interval=interval, stop=stop)
+    await run_rounds(
+        "sender", one_round, owner=owner, interval=interval, stop=stop, full_round=SEND_BATCH
+    )

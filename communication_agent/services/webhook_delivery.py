@@ -38,6 +38,7 @@ from communication_agent.services.credentials import (
 )
 
 log = get_logger(__name__)
+DELIVERY_BATCH = 200  # deliveries a round; a full round is followed at once (run_rounds)
 SessionMaker = async_sessionmaker[AsyncSession]
 CONCURRENCY = 8  # attempts in flight per process: one slow receiver must not hold up the rest
 
@@ -218,7 +219,7 @@ async def run_due(
     policy: DeliveryPolicy,
     *,
     owner: str,
-    limit: int = 200,
+    limit: int = DELIVERY_BATCH,
     stop: asyncio.Event | None = None,
 ) -> int:
     """Deliver what is due, up to CONCURRENCY at a time; returns how many attempts were made."""
@@ -262,6 +263,13 @@ async def run_loop(
         return await run_due(sessionmaker, poster, secret_key, policy, owner=owner, stop=stop)
 
     try:
-        await run_rounds("webhook", one_round, owner=owner, interval=interval, stop=stop)
+        await run_rounds(
+            "webhook",
+            one_round,
+            owner=owner,
+            interval=interval,
+            stop=stop,
+            full_round=DELIVERY_BATCH,
+        )
     finally:
         await poster.aclose()
