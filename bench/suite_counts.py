@@ -26,7 +26,7 @@ _call_and_validate = Case.call_and_validate
 _exit = GmailTestServer.__exit__
 
 
-def _counted_call(self: Case, *args: Any, **kwargs: Any) -> Any:
+def _counted_call(self: Case[Any], *args: Any, **kwargs: Any) -> Any:
     cases[f"{self.method.upper()} {self.path}"] += 1
     return _call_and_validate(self, *args, **kwargs)
 
@@ -39,7 +39,7 @@ def _counted_exit(self: GmailTestServer, *exc: object) -> None:
 
 
 Case.call_and_validate = _counted_call  # type: ignore[method-assign]
-GmailTestServer.__exit__ = _counted_exit  # type: ignore[method-assign]
+GmailTestServer.__exit__ = _counted_exit  # type: ignore[method-assign,assignment]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
