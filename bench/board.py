@@ -37,15 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import httpx
 from sqlalchemy.engine import URL
 
+from bench.scratch_database import POSTGRES_SERVER, admin
 from bench.ticket_mix import ADMIN, PASSWORD, issue_token, seed
 from communication_agent.core.config import normalise_database_url
 from tests.live_server import COMMAGENT, cli_environment, free_port
 
-POSTGRES_SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 SECRET = "bench-secret-key-0123456789-abcdefghijklmnop"  # noqa: S105 (a throwaway benchmark key)
 SEARCH = "refund"  # in about one ticket in nine: a search that finds a lot
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -382,16 +381,8 @@ def target_summaries(results: list[Result]) -> list[str]:
     return lines
 
 
-async def _admin(statement: str) -> None:
-    conn = await asyncpg.connect(POSTGRES_SERVER)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 async def prepare(n: int, name: str) -> float:
-    await _admin(f'CREATE DATABASE "{name}"')
+    await admin(f'CREATE DATABASE "{name}"')
     started = time.perf_counter()
     await seed(normalise_database_url(POSTGRES_SERVER).set(database=name), n)
     return time.perf_counter() - started
@@ -433,7 +424,7 @@ def main() -> None:
         if args.keep or args.database:
             print(f"kept database {name}")
         else:
-            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     report(results, seed_seconds, server)
     if args.json:
         write_json(args.json, results, seed_seconds, server)

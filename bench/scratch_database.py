@@ -28,14 +28,15 @@ async def scratch_database(db: str) -> AsyncIterator[str]:
             yield f"sqlite:///{directory}/bench.db"
         return
     name = f"commagent_bench_{uuid.uuid4().hex[:8]}"
-    await _admin(f'CREATE DATABASE "{name}"')
+    await admin(f'CREATE DATABASE "{name}"')
     try:
         yield POSTGRES_SERVER.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _admin(statement: str) -> None:
+async def admin(statement: str) -> None:
+    """One statement on the server's maintenance connection (CREATE and DROP DATABASE)."""
     conn = await asyncpg.connect(POSTGRES_SERVER)
     try:
         await conn.execute(statement)
