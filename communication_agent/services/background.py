@@ -115,7 +115,7 @@ async def run_rounds(
             done = await one_round()
         except Exception:
             log.exception(f"{name}_round_failed", owner=owner)
-        if full_round is not None and isinstance(done, int) and done >= full_round:
+        if full_round is not None and type(done) is int and done >= full_round:
             continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.models import Contact, Ticket, TriageResult, User
@@ -59,17 +59,17 @@ class Column:
 
 
 _CARD_COLUMNS = (
-    Ticket.id,
-    Ticket.version,
-    Ticket.state,
-    Ticket.subject,
-    Ticket.priority,
-    Ticket.category,
-    Ticket.created_at,
-    Ticket.updated_at,
-    Contact.name,
-    Contact.email,
-    func.coalesce(func.nullif(User.display_name, ""), User.email),
+    Ticket.id.label("id"),
+    Ticket.version.label("version"),
+    Ticket.state.label("state"),
+    Ticket.subject.label("subject"),
+    Ticket.priority.label("priority"),
+    Ticket.category.label("category"),
+    Ticket.created_at.label("created_at"),
+    Ticket.updated_at.label("updated_at"),
+    Contact.name.label("customer_name"),
+    Contact.email.label("customer_email"),
+    func.coalesce(func.nullif(User.display_name, ""), User.email).label("assignee"),
 )
 
 
@@ -115,8 +115,9 @@ async def _page(
     return Page(items=items, next_cursor=next_cursor)
 
 
-def _card(row: Any) -> Card:  # a row of _CARD_COLUMNS, in that order
-    return Card(*row)
+def _card(row: Row[*tuple[Any, ...]]) -> Card:
+    """A row of `_CARD_COLUMNS`, by name: two timestamps swapped would type-check."""
+    return Card(**row._mapping)
 
 
 def _column(
