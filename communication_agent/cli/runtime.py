@@ -21,7 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from communication_agent.core.config import ConfigurationError, Settings
 from communication_agent.core.db import create_engine, create_sessionmaker
 from communication_agent.core.logging import configure_logging, scrubber
-from communication_agent.core.migrations import SchemaNotCurrentError, ensure_schema
+from communication_agent.core.migrations import (
+    MissingPrerequisiteError,
+    SchemaNotCurrentError,
+    ensure_schema,
+)
 from communication_agent.services.errors import DomainError
 
 T = TypeVar("T")
@@ -69,7 +73,12 @@ def reported_errors(settings: Settings) -> Iterator[None]:
     """Turn the errors a user can act on into one clear line each."""
     try:
         yield
-    except (DomainError, ConfigurationError, SchemaNotCurrentError) as exc:
+    except (
+        DomainError,
+        ConfigurationError,
+        SchemaNotCurrentError,
+        MissingPrerequisiteError,
+    ) as exc:
         fail(str(exc))
     except (OperationalError, DBAPIError, OSError) as exc:
         reason = getattr(exc, "orig", None) or exc

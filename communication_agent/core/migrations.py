@@ -26,6 +26,11 @@ class SchemaNotCurrentError(Exception):
     """The database schema is missing or older (or newer) than this code expects."""
 
 
+class MissingPrerequisiteError(Exception):
+    """A migration needs something of the database server that only an administrator can
+    grant (an extension); the message names the statement to run."""
+
+
 @dataclass(frozen=True)
 class SchemaStatus:
     current: str | None

@@ -1,3 +1,5 @@
+import uuid
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -8,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from communication_agent.core import migrations
 from communication_agent.core.config import Settings
+from communication_agent.core.db import create_engine
 from communication_agent.models import Base
+from tests import databases
 from tests.conftest import running_app
 from tests.factories import Factory
 
@@ -91,3 +95,34 @@ async def test_a_schema_from_a_newer_version_is_refused_even_with_auto_migrate(
     finally:  # the PostgreSQL scratch database is shared by the whole run
         async with engine.begin() as conn:
             await conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": head})
+
+
+@pytest.mark.postgres_only
+async def test_without_the_right_to_create_pg_trgm_the_upgrade_says_what_to_run() -> None:
+    """A least-privilege role (tables in its schema, no CREATE on the database) stops at 0008
+    with the statement an administrator can run, rather than a bare permission error."""
+    server = databases.server_url()
+    assert server is not None
+    suffix = uuid.uuid4().hex[:8]
+    role, database = f"commagent_limited_{suffix}", f"commagent_limited_{suffix}"
+    await databases._admin_execute(server, f'CREATE ROLE "{role}" LOGIN')
+    await databases._admin_execute(server, f'CREATE DATABASE "{database}"')
+    scratch = server.set(database=database)
+    try:
+        await databases._admin_execute(scratch, f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}"')
+        limited = create_engine(scratch.set(username=role, password=None), pool_size=1)
+        try:
+            with pytest.raises(
+                migrations.MissingPrerequisiteError, match=r"run `CREATE EXTENSION pg_trgm;`"
+            ):
+                await migrations.upgrade(limited)
+            # The upgrade is one transaction: nothing is left half-applied, and once the
+            # extension exists the same command finishes.
+            assert (await migrations.schema_status(limited)).current is None
+            await databases._admin_execute(scratch, "CREATE EXTENSION pg_trgm")
+            assert (await migrations.upgrade(limited)).is_current
+        finally:
+            await limited.dispose()
+    finally:
+        await databases._admin_execute(server, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await databases._admin_execute(server, f'DROP ROLE IF EXISTS "{role}"')

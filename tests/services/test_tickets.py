@@ -220,6 +220,7 @@ async def test_text_search_covers_subject_customer_and_message_body(
     )
     await session.commit()
     await factory.ticket(subject="Unrelated", body="nothing here")
+    closed = await factory.ticket(state=TicketState.DONE, body="a message we answered")
 
     async def ids(text: str) -> set[int]:
         return {t.id for t in (await tickets.list_tickets(session, TicketFilters(text=text))).items}
@@ -229,6 +230,12 @@ async def test_text_search_covers_subject_customer_and_message_body(
     assert await ids("globex") == {by_address.id}
     assert await ids("INVOICE") == {by_body.id}
     assert await ids("toner") == {two_messages.id}  # any message, not only the first
+    # the text and the other filters narrow each other
+    assert await ids("message") == {two_messages.id, closed.id}
+    filtered = TicketFilters(text="message", states=(TicketState.NEW,))
+    assert {t.id for t in (await tickets.list_tickets(session, filtered)).items} == {
+        two_messages.id
+    }
     # LIKE wildcards in the query are matched literally, not as patterns
     assert await ids("100%") == {by_body.id}
     assert await ids("T_r") == {by_body.id}
