@@ -49,6 +49,21 @@ async def _wait_for(receiver: WebhookReceiver, accepted: int, seconds: float = 1
         await asyncio.sleep(0.02)
 
 
+async def _wait_for_delivered(
+    client: httpx.AsyncClient, admin: Principal, count: int, seconds: float = 15
+) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        listed = await client.get(
+            f"{WEBHOOKS}/deliveries", params={"status": "delivered"}, headers=admin.headers
+        )
+        if len(listed.json()["items"]) >= count:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"{len(listed.json()['items'])} of {count} recorded as delivered")
+        await asyncio.sleep(0.02)
+
+
 async def _add(
     client: httpx.AsyncClient, admin: Principal, url: str, **fields: object
 ) -> dict[str, object]:
@@ -190,6 +205,8 @@ async def test_disable_redeliver_and_delete(
     await _wait_for(receiver, 2)
     first, second = receiver.accepted
     assert first.json()["id"] == second.json()["id"]  # the receiver can tell it is a repeat
+    # The receiver answers before the sender records the answer: wait for the record too.
+    await _wait_for_delivered(client, admin, 2)
 
     filtered = await client.get(
         f"{WEBHOOKS}/deliveries",

@@ -95,7 +95,12 @@ async def test_a_worker_process_reports_its_syncs_on_its_metrics_port(
     try:
         deadline = time.monotonic() + 30
         async with httpx.AsyncClient() as http:
-            while time.monotonic() < deadline and value(samples, ingested[0], **ingested[1]) < 1:
+            # The counter moves as the message is stored; the mailbox's state is read from the
+            # database at scrape time, so it says "ok" only once the sync has committed.
+            while time.monotonic() < deadline and not (
+                value(samples, ingested[0], **ingested[1]) >= 1
+                and value(samples, "commagent_mailbox_state", mailbox=key, state="ok") == 1
+            ):
                 try:
                     response = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
                     samples = parse(response.text)
