@@ -60,7 +60,7 @@ def trigram_index(name: str, *columns: str) -> Index:
     `ILIKE '%words%'` use an index instead of reading every row (the ticket search).
 
     PostgreSQL only: SQLite would build a plain B-tree over the whole text, which no search can
-    use. `communication_agent.core.migrations.include_object` skips it when comparing a SQLite
+    use. `communication_agent.core.migrations.objects_for` skips it when comparing a SQLite
     schema with the models. Migration 0008 creates the `pg_trgm` extension it needs.
     """
     ops = dict.fromkeys(columns, "gin_trgm_ops")

@@ -5,8 +5,9 @@ same with 100 tickets or 100,000; counts are one GROUP BY over the same filters 
 `DONE` shows only its most recent cards, like the others, and pages on when asked.
 
 The counts are the one part that grows with the table: unfiltered, they are an index-only scan
-of the small `(state)` index (about 7 ms at 100,000 tickets on PostgreSQL), and they join the
-customer only when a text search needs it. All cards' summaries come in one query.
+of the small `(state)` index (about 7 ms at 100,000 tickets on PostgreSQL). A text search is a
+set of ticket ids (see `tickets._text_filter`), so nothing joins the customer for a count.
+All cards' summaries come in one query.
 """
 
 from __future__ import annotations
@@ -20,8 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from communication_agent.models import Contact, Ticket, TriageResult, User
 from communication_agent.models.enums import TicketState
-from communication_agent.services.pagination import Page, encode_keyset_cursor
-from communication_agent.services.tickets import TicketFilters, apply_filters, keyset_page
+from communication_agent.services.pagination import Page
+from communication_agent.services.tickets import (
+    TicketFilters,
+    apply_filters,
+    keyset_page,
+    keyset_result,
+)
 
 COLUMN_SIZE = 20
 BOARD_SORT = "-updated_at"  # the ticket that moved last is on top
@@ -106,13 +112,9 @@ async def _page(
         .outerjoin(User, User.id == Ticket.assignee_id)
     )
     query = apply_filters(query, replace(filters, states=(state,)))
-    query, _ = keyset_page(query, BOARD_SORT, cursor, limit)
+    query = keyset_page(query, BOARD_SORT, cursor, limit)
     cards = [_card(row) for row in await session.execute(query)]
-    items = cards[:limit]
-    next_cursor = None
-    if len(cards) > limit:
-        next_cursor = encode_keyset_cursor(BOARD_SORT, items[-1].updated_at, items[-1].id)
-    return Page(items=items, next_cursor=next_cursor)
+    return keyset_result(cards, BOARD_SORT, limit)
 
 
 def _card(row: Row[*tuple[Any, ...]]) -> Card:
@@ -140,7 +142,7 @@ async def column(
 ) -> Column:
     """One column's page of cards; `count` is the column's total when the caller has it."""
     page = await _page(session, filters, state, cursor, limit)
-    summaries = await _summaries(session, [row.id for row in page.items])
+    summaries = await _summaries(session, [card.id for card in page.items])
     return _column(state, count, page, summaries)
 
 
@@ -153,6 +155,6 @@ async def board(
     pages = {
         state: await _page(session, unfiltered_states, state, None, limit) for state in TicketState
     }
-    shown = [row.id for page in pages.values() for row in page.items]
+    shown = [card.id for page in pages.values() for card in page.items]
     summaries = await _summaries(session, shown)
     return [_column(state, totals[state], pages[state], summaries) for state in TicketState]

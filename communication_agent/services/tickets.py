@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Protocol, TypeVar, TypeVarTuple
 
 from sqlalchemy import ColumnElement, Select, or_, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, joinedload, selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from communication_agent.core.db import begin_write
@@ -42,6 +42,14 @@ from communication_agent.services.pagination import (
 from communication_agent.services.state_machine import validate_transition
 
 T = TypeVar("T")
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Keyed)
 
 SORTS = {
     "-created_at": (Ticket.created_at, True),
@@ -164,12 +172,9 @@ def apply_filters(query: Select[*Ts], filters: TicketFilters) -> Select[*Ts]:
     return query
 
 
-def keyset_page(
-    query: Select[*Ts], sort: str, cursor: str | None, limit: int
-) -> tuple[Select[*Ts], InstrumentedAttribute[Any]]:
+def keyset_page(query: Select[*Ts], sort: str, cursor: str | None, limit: int) -> Select[*Ts]:
     """`query` (over `Ticket`) ordered by `sort`, started after `cursor`, limited to one row
-    more than a page (which says whether there is a next page); and the sort column, whose value
-    the next cursor carries."""
+    more than a page, which says whether there is a next page (see `keyset_result`)."""
     if sort not in SORTS:
         raise InvalidInputError(f"Unknown sort {sort!r}; use one of: {', '.join(SORTS)}.")
     column, descending = SORTS[sort]
@@ -177,7 +182,20 @@ def keyset_page(
         value, last_id = decode_keyset_cursor(cursor, sort)
         query = query.where(after_keyset(column, Ticket.id, value, last_id, descending=descending))
     order = (column.desc(), Ticket.id.desc()) if descending else (column.asc(), Ticket.id.asc())
-    return query.order_by(*order).limit(limit + 1), column
+    return query.order_by(*order).limit(limit + 1)
+
+
+def keyset_result(rows: list[R], sort: str, limit: int) -> Page[R]:
+    """The page `keyset_page` asked for: its first `limit` rows, and a cursor after the last
+    when the extra row came back. A row is anything with `id` and the sort column's name
+    (a `Ticket`, or a board card)."""
+    items = rows[:limit]
+    next_cursor = None
+    if len(rows) > limit:
+        last = items[-1]
+        key = SORTS[sort][0].key
+        next_cursor = encode_keyset_cursor(sort, getattr(last, key), last.id)
+    return Page(items=items, next_cursor=next_cursor)
 
 
 async def list_tickets(
@@ -191,14 +209,8 @@ async def list_tickets(
     query = apply_filters(
         _with_people(select(Ticket).join(Contact, Contact.id == Ticket.contact_id)), filters
     )
-    query, column = keyset_page(query, sort, cursor, limit)
-    rows = list((await session.scalars(query)).unique())
-    items = rows[:limit]
-    next_cursor = None
-    if len(rows) > limit:
-        last = items[-1]
-        next_cursor = encode_keyset_cursor(sort, getattr(last, column.key), last.id)
-    return Page(items=items, next_cursor=next_cursor)
+    rows = list((await session.scalars(keyset_page(query, sort, cursor, limit))).unique())
+    return keyset_result(rows, sort, limit)
 
 
 async def get_ticket_detail(session: AsyncSession, ticket_id: int) -> TicketDetail:
